@@ -9,3 +9,50 @@ from ember.util import enable_validation, set_rng_seed
 __version__ = "0.1.0"
 
 __all__ = ["enable_validation", "set_rng_seed", "settings", "__version__"]
+
+# Optimizers (issue 6).
+from ember import optim  # noqa: E402
+
+# Language: runtime, primitives, param store (issue 5).
+from ember import poutine  # noqa: E402
+from ember.primitives import (  # noqa: E402
+    barrier,
+    clear_param_store,
+    deterministic,
+    factor,
+    get_param_store,
+    iarange,
+    irange,
+    module,
+    observe,
+    param,
+    plate,
+    random_module,
+    sample,
+    subsample,
+)
+from ember.util import validation_enabled  # noqa: E402
+
+__all__ += [
+    "barrier",
+    "clear_param_store",
+    "deterministic",
+    "factor",
+    "get_param_store",
+    "iarange",
+    "irange",
+    "module",
+    "observe",
+    "param",
+    "plate",
+    "poutine",
+    "random_module",
+    "sample",
+    "subsample",
+    "validation_enabled",
+]
+
+# Inference: SVI, ELBOs, Importance, Search, Predictive (issue 6).
+from ember import infer  # noqa: E402
+
+__all__ += ["infer"]

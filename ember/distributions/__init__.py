@@ -5,6 +5,7 @@ families, constraints, transforms and flows.
 """
 
 from ember.distributions import constraints
+from ember.distributions import kl  # registers ember's extra KL rules
 from ember.distributions.distribution import Distribution
 from ember.distributions.score_parts import ScoreParts
 from ember.distributions.torch import *  # noqa: F403
@@ -33,3 +34,78 @@ __all__ = [
     "register_kl",
     "transform_to",
 ] + list(_torch_all)
+
+# Transforms and normalizing flows (issue 4).
+from ember.distributions import transforms
+from ember.distributions.transforms import (
+    AffineAutoregressive,
+    BatchNormTransform,
+    ComposeTransformModule,
+    ConditionalTransformModule,
+    DeepSigmoidalFlow,
+    InverseAutoregressiveFlow,
+    InverseAutoregressiveFlowStable,
+    PermuteTransform,
+    PlanarFlow,
+    RadialFlow,
+    TransformModule,
+)
+
+__all__ += [
+    "AffineAutoregressive",
+    "BatchNormTransform",
+    "ComposeTransformModule",
+    "ConditionalTransformModule",
+    "DeepSigmoidalFlow",
+    "InverseAutoregressiveFlow",
+    "InverseAutoregressiveFlowStable",
+    "PermuteTransform",
+    "PlanarFlow",
+    "RadialFlow",
+    "TransformModule",
+    "transforms",
+]
+
+# Ember's own families: mixtures with pathwise gradients, OMT/AVF normals, spanning trees.
+from ember.distributions.avf_mvn import AVFMultivariateNormal
+from ember.distributions.diag_normal_mixture import MixtureOfDiagNormals
+from ember.distributions.gaussian_scale_mixture import GaussianScaleMixture
+from ember.distributions.masked_mixture import MaskedMixture
+from ember.distributions.omt_mvn import OMTMultivariateNormal
+from ember.distributions.spanning_tree import SpanningTree
+
+__all__ += [
+    "AVFMultivariateNormal",
+    "GaussianScaleMixture",
+    "MaskedMixture",
+    "MixtureOfDiagNormals",
+    "OMTMultivariateNormal",
+    "SpanningTree",
+]
+
+# Ember's own families: point mass, empirical, conjugate compounds, inverse gamma, LKJ,
+# von Mises, rejection sampling and straight-through relaxations (override torch wrappers).
+from ember.distributions.conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
+from ember.distributions.delta import Delta
+from ember.distributions.empirical import Empirical
+from ember.distributions.inverse_gamma import InverseGamma
+from ember.distributions.lkj import LKJCorrCholesky
+from ember.distributions.rejector import Rejector
+from ember.distributions.relaxed_straight_through import (
+    RelaxedBernoulliStraightThrough,
+    RelaxedOneHotCategoricalStraightThrough,
+)
+from ember.distributions.von_mises import VonMises, VonMises3D
+
+__all__ += [
+    "BetaBinomial",
+    "Delta",
+    "DirichletMultinomial",
+    "Empirical",
+    "GammaPoisson",
+    "LKJCorrCholesky",
+    "Rejector",
+    "RelaxedBernoulliStraightThrough",
+    "RelaxedOneHotCategoricalStraightThrough",
+    "VonMises3D",
+]

@@ -1,9 +1,283 @@
-"""Constraints: every one of ``torch.distributions.constraints``, plus ember's own."""
+"""Constraints: every one of ``torch.distributions.constraints``, plus ember's own.
+
+A constraint is an object with ``check(value)`` (a bool tensor over the batch
+dims), ``event_dim`` and ``is_discrete``. ``biject_to(c)`` / ``transform_to(c)``
+map unconstrained reals onto it; the ones defined here are registered below.
+
+Example::
+
+    >>> import torch
+    >>> from ember.distributions import constraints, biject_to
+    >>> constraints.ordered_vector.check(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    tensor([ True, False])
+    >>> y = biject_to(constraints.ordered_vector)(torch.zeros(3))
+    >>> y
+    tensor([0., 1., 2.])
+"""
 
 from __future__ import annotations
 
+import torch
+from torch.distributions import constraints as _tc
+from torch.distributions import transforms as _tt
+from torch.distributions.constraint_registry import biject_to, transform_to
 from torch.distributions.constraints import *  # noqa: F403
-from torch.distributions.constraints import __all__ as _torch_all
 from torch.distributions.constraints import Constraint  # noqa: F401
+from torch.distributions.constraints import __all__ as _torch_all
 
-__all__ = list(_torch_all)
+__all__ = list(_torch_all) + [
+    "corr_cholesky_constraint",
+    "corr_matrix",
+    "integer",
+    "ordered_vector",
+    "positive_ordered_vector",
+    "softplus_lower_cholesky",
+    "softplus_positive",
+    "sphere",
+    "unit_lower_cholesky",
+]
+
+
+def _tolerance(value: torch.Tensor) -> float:
+    """An absolute tolerance suited to ``value``'s floating dtype."""
+    dtype = value.dtype if value.is_floating_point() else torch.get_default_dtype()
+    return float(torch.finfo(dtype).eps) ** 0.75
+
+
+class _Integer(Constraint):
+    """Any integer (positive, zero or negative)."""
+
+    is_discrete = True
+
+    def check(self, value):
+        return value % 1 == 0
+
+    def __repr__(self):
+        return "Integer()"
+
+
+class _Sphere(Constraint):
+    """Vectors of unit Euclidean norm along the rightmost dim."""
+
+    event_dim = 1
+
+    def check(self, value):
+        tol = _tolerance(value) * max(value.size(-1), 1) ** 0.5
+        return (torch.linalg.vector_norm(value, dim=-1) - 1).abs() <= tol
+
+    def __repr__(self):
+        return "Sphere()"
+
+
+class _OrderedVector(Constraint):
+    """Real vectors whose entries strictly increase along the rightmost dim."""
+
+    event_dim = 1
+
+    def check(self, value):
+        if value.dim() < 1:
+            raise ValueError(
+                f"ordered_vector.check needs at least one dim, got shape {tuple(value.shape)}"
+            )
+        finite = torch.isfinite(value).all(-1)
+        return finite & (value[..., 1:] > value[..., :-1]).all(-1)
+
+    def __repr__(self):
+        return "OrderedVector()"
+
+
+class _PositiveOrderedVector(_OrderedVector):
+    """Positive real vectors whose entries strictly increase."""
+
+    def check(self, value):
+        return super().check(value) & (value > 0).all(-1)
+
+    def __repr__(self):
+        return "PositiveOrderedVector()"
+
+
+class _SoftplusPositive(_tc._GreaterThan):
+    """Positive reals, reached from the reals by ``softplus`` (not ``exp``)."""
+
+    def __init__(self):
+        super().__init__(lower_bound=0.0)
+
+    def __repr__(self):
+        return "SoftplusPositive()"
+
+
+class _SoftplusLowerCholesky(_tc._LowerCholesky):
+    """Lower Cholesky factors, reached from matrices by a softplus on the diagonal."""
+
+    def __repr__(self):
+        return "SoftplusLowerCholesky()"
+
+
+class _UnitLowerCholesky(_tc._LowerTriangular):
+    """Lower-triangular matrices with ones on the diagonal."""
+
+    def check(self, value):
+        lower = super().check(value)
+        diag = value.diagonal(dim1=-2, dim2=-1)
+        return lower & (diag == 1).all(-1)
+
+    def __repr__(self):
+        return "UnitLowerCholesky()"
+
+
+class _CorrMatrix(Constraint):
+    """Correlation matrices: symmetric, positive definite, unit diagonal."""
+
+    event_dim = 2
+
+    def check(self, value):
+        tol = _tolerance(value) * value.size(-1)
+        symmetric = ((value - value.mT).abs() <= tol).flatten(-2).all(-1)
+        unit_diag = ((value.diagonal(dim1=-2, dim2=-1) - 1).abs() <= tol).all(-1)
+        pos_def = torch.linalg.cholesky_ex(value).info == 0
+        return symmetric & unit_diag & pos_def
+
+    def __repr__(self):
+        return "CorrMatrix()"
+
+
+corr_cholesky_constraint = _tc.corr_cholesky
+corr_matrix = _CorrMatrix()
+integer = _Integer()
+ordered_vector = _OrderedVector()
+positive_ordered_vector = _PositiveOrderedVector()
+softplus_lower_cholesky = _SoftplusLowerCholesky()
+softplus_positive = _SoftplusPositive()
+sphere = _Sphere()
+unit_lower_cholesky = _UnitLowerCholesky()
+
+
+# --- transforms onto the new constraints -----------------------------------------------
+# Kept private here so the constraint layer is self-contained; the public transform
+# classes live in ember.distributions.transforms.
+
+
+class _OrderedTransform(_tt.Transform):
+    """``y[0] = x[0]``, ``y[i] = y[i-1] + exp(x[i])``: reals onto increasing vectors."""
+
+    domain = _tc.real_vector
+    codomain = ordered_vector
+    bijective = True
+    sign = +1
+
+    def __eq__(self, other):
+        return isinstance(other, _OrderedTransform)
+
+    def _call(self, x):
+        steps = torch.cat([x[..., :1], x[..., 1:].exp()], dim=-1)
+        return steps.cumsum(-1)
+
+    def _inverse(self, y):
+        return torch.cat([y[..., :1], (y[..., 1:] - y[..., :-1]).log()], dim=-1)
+
+    def log_abs_det_jacobian(self, x, y):
+        return x[..., 1:].sum(-1)
+
+
+class _SoftplusLowerCholeskyTransform(_tt.Transform):
+    """Keep the strict lower triangle, softplus the diagonal."""
+
+    domain = _tc.independent(_tc.real, 2)
+    codomain = softplus_lower_cholesky
+
+    def __eq__(self, other):
+        return isinstance(other, _SoftplusLowerCholeskyTransform)
+
+    def _call(self, x):
+        diag = torch.nn.functional.softplus(x.diagonal(dim1=-2, dim2=-1))
+        return x.tril(-1) + torch.diag_embed(diag)
+
+    def _inverse(self, y):
+        diag = y.diagonal(dim1=-2, dim2=-1)
+        return y.tril(-1) + torch.diag_embed(diag + torch.log(-torch.expm1(-diag)))
+
+    def log_abs_det_jacobian(self, x, y):
+        # d softplus(t) / dt = sigmoid(t)
+        return torch.nn.functional.logsigmoid(x.diagonal(dim1=-2, dim2=-1)).sum(-1)
+
+
+class _UnitLowerCholeskyTransform(_tt.Transform):
+    """Keep the strict lower triangle, put ones on the diagonal."""
+
+    domain = _tc.independent(_tc.real, 2)
+    codomain = unit_lower_cholesky
+
+    def __eq__(self, other):
+        return isinstance(other, _UnitLowerCholeskyTransform)
+
+    def _call(self, x):
+        eye = torch.eye(x.size(-1), dtype=x.dtype, device=x.device)
+        return x.tril(-1) + eye
+
+    def _inverse(self, y):
+        return y.tril(-1)
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-2])
+
+
+class _CorrMatrixCholeskyTransform(_tt.Transform):
+    """Correlation-Cholesky factor ``L`` onto the correlation matrix ``L @ L.T``.
+
+    Measured on the strictly lower entries, ``|dC/dL| = prod_i L_ii ** (n - 1 - i)``.
+    """
+
+    domain = _tc.corr_cholesky
+    codomain = corr_matrix
+    bijective = True
+
+    def __eq__(self, other):
+        return isinstance(other, _CorrMatrixCholeskyTransform)
+
+    def _call(self, x):
+        return x @ x.mT
+
+    def _inverse(self, y):
+        return torch.linalg.cholesky(y)
+
+    def log_abs_det_jacobian(self, x, y):
+        n = x.size(-1)
+        powers = torch.arange(n - 1, -1, -1, dtype=x.dtype, device=x.device)
+        return (powers * x.diagonal(dim1=-2, dim2=-1).log()).sum(-1)
+
+
+@biject_to.register(_OrderedVector)
+@transform_to.register(_OrderedVector)
+def _to_ordered(constraint):
+    return _OrderedTransform()
+
+
+# The registries dispatch on the exact constraint type, so subclasses register too.
+@biject_to.register(_PositiveOrderedVector)
+@transform_to.register(_PositiveOrderedVector)
+def _to_positive_ordered(constraint):
+    return _tt.ComposeTransform([_OrderedTransform(), _tt.ExpTransform()])
+
+
+@biject_to.register(_SoftplusPositive)
+@transform_to.register(_SoftplusPositive)
+def _to_softplus_positive(constraint):
+    return _tt.SoftplusTransform()
+
+
+@biject_to.register(_SoftplusLowerCholesky)
+@transform_to.register(_SoftplusLowerCholesky)
+def _to_softplus_lower_cholesky(constraint):
+    return _SoftplusLowerCholeskyTransform()
+
+
+@biject_to.register(_UnitLowerCholesky)
+@transform_to.register(_UnitLowerCholesky)
+def _to_unit_lower_cholesky(constraint):
+    return _UnitLowerCholeskyTransform()
+
+
+@biject_to.register(_CorrMatrix)
+@transform_to.register(_CorrMatrix)
+def _to_corr_matrix(constraint):
+    return _tt.ComposeTransform([_tt.CorrCholeskyTransform(), _CorrMatrixCholeskyTransform()])

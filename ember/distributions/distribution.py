@@ -75,10 +75,19 @@ class Distribution(metaclass=ABCMeta):
         """Force (False) detached sampling on this instance, in place; returns self."""
         if value not in (True, False):
             raise ValueError(f"has_rsample_ expects True or False, got {value!r}")
-        if value and not type(self).has_rsample:
+        if value and not _can_rsample(self):
             raise ValueError(
                 f"{type(self).__name__} has no reparameterized sampler; "
                 "cannot force has_rsample=True"
             )
         self.has_rsample = value
         return self
+
+
+def _can_rsample(d) -> bool:
+    """Whether ``d``'s class (or, for wrappers, its base's) has a reparameterized sampler."""
+    attr = type(d).has_rsample
+    if isinstance(attr, property):
+        base = getattr(d, "base_dist", None)
+        return base is not None and _can_rsample(base)
+    return bool(attr)

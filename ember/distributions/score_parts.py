@@ -29,7 +29,7 @@ class ScoreParts(NamedTuple):
     score_function: Union[torch.Tensor, float]
     entropy_term: Union[torch.Tensor, float]
 
-    def scale_and_mask(self, scale=1.0, mask=None) -> "ScoreParts":
+    def scale_and_mask(self, scale=1.0, mask=None) -> ScoreParts:
         """Scale ``log_prob`` and ``entropy_term``; mask all three.
 
         The score function is masked but never scaled: it multiplies a scaled

@@ -2,19 +2,889 @@
 
 Each wrapper inherits from the torch class and from
 :class:`~ember.distributions.torch_distribution.TorchDistributionMixin`.
-Classes with enhancements are written out below; every other distribution
-class of ``torch.distributions`` is generated at import time.
+Classes with enhancements are written out below (conjugate updates, fast or
+numerically stable log-densities, approximate samplers, shape inference);
+every other distribution class of ``torch.distributions`` is generated at
+import time.
+
+A class that overrides ``__init__`` must also override ``expand`` (torch's
+``expand`` refuses subclasses with their own constructor); the helper
+:func:`_expand_into` does that uniformly.
 """
 
 from __future__ import annotations
 
-import torch
+import math
+import numbers
 
+import torch
+import torch.nn.functional as F
+from torch.distributions import constraints
+from torch.distributions.transforms import ExpTransform
+from torch.distributions.utils import broadcast_all
+
+from ember import settings
 from ember.distributions.torch_distribution import TorchDistributionMixin
+from ember.distributions.util import broadcast_shape, log_binomial
+
+_EMPTY = torch.Size()
+
+
+def _expand_into(torch_cls, self, batch_shape, _instance):
+    """Run ``torch_cls.expand`` on a fresh instance of ``type(self)``."""
+    new = self.__new__(type(self)) if _instance is None else _instance
+    return torch_cls.expand(self, batch_shape, _instance=new)
+
+
+def _validating(validate_args) -> bool:
+    if validate_args is not None:
+        return bool(validate_args)
+    return torch.distributions.Distribution._validate_args
+
+
+def _check_own_params(cls, params):
+    """Raise a ValueError naming ``cls``'s own parameter that breaks its constraint."""
+    for name, value in params.items():
+        constraint = cls.arg_constraints.get(name)
+        if value is None or constraint is None or constraints.is_dependent(constraint):
+            continue
+        value = torch.as_tensor(value)
+        ok = constraint.check(value)
+        if not bool(ok.all()):
+            bad = value.detach()[~ok] if ok.shape == value.shape else value.detach()
+            raise ValueError(
+                f"Expected parameter {name} (Tensor of shape {tuple(value.shape)}) of "
+                f"distribution {cls.__name__} to satisfy the constraint {constraint}, but found "
+                f"invalid values:\n{bad}\nhint: check how {name} is computed; learned "
+                "parameters stay valid with ember.param(..., constraint=...)"
+            )
+
+
+def _construct_naming_own_params(self, torch_cls, params, validate_args, *args):
+    """Run ``torch_cls.__init__``; if an inner distribution rejects a derived value, blame
+    (in a ValueError) the parameter of ``type(self)`` that caused it."""
+    try:
+        torch_cls.__init__(self, *args, validate_args=validate_args)
+    except (ValueError, RuntimeError):
+        if _validating(validate_args):
+            _check_own_params(type(self), params)
+        raise
+
+
+def _vector_shapes(cls, vector_args=(), matrix_args=(), scalar_args=(), **arg_shapes):
+    """Batch shape and event size of a distribution over vectors, from parameter shapes."""
+    batch_shapes, sizes = [], []
+    for name, shape in arg_shapes.items():
+        shape = torch.Size(shape)
+        if name in vector_args:
+            ndim = 1
+        elif name in matrix_args:
+            ndim = 2
+        elif name in scalar_args:
+            ndim = 0
+        else:
+            known = sorted(set(vector_args) | set(matrix_args) | set(scalar_args))
+            raise ValueError(
+                f"{cls.__name__}.infer_shapes: unknown parameter {name!r}; parameters are {known}"
+            )
+        if len(shape) < ndim:
+            raise ValueError(
+                f"{cls.__name__}.infer_shapes: {name} needs at least {ndim} dims, "
+                f"got shape {tuple(shape)}"
+            )
+        batch_shapes.append(shape[: len(shape) - ndim])
+        if ndim:
+            sizes.append(shape[-1])
+    if not sizes:
+        raise ValueError(
+            f"{cls.__name__}.infer_shapes needs the shape of one of {list(vector_args)} "
+            f"or {list(matrix_args)} to know the event size"
+        )
+    if any(s != sizes[0] for s in sizes):
+        raise ValueError(
+            f"{cls.__name__}.infer_shapes: event sizes disagree: "
+            + ", ".join(f"{k}={tuple(v)}" for k, v in arg_shapes.items())
+        )
+    return broadcast_shape(*batch_shapes), sizes[0]
+
+
+def _require_same_family(self, other, family):
+    if not isinstance(other, family):
+        raise TypeError(
+            f"{type(self).__name__}.conjugate_update needs a likelihood of the same family "
+            f"({type(self).__name__}), got {type(other).__name__}; express the likelihood "
+            "as a density over the same variable"
+        )
+
+
+def _log_beta_fn(concentration):
+    """log of the multivariate Beta function along the rightmost dim."""
+    return torch.lgamma(concentration).sum(-1) - torch.lgamma(concentration.sum(-1))
+
+
+class Normal(torch.distributions.Normal, TorchDistributionMixin):
+    """Normal distribution with mean ``loc`` and standard deviation ``scale``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0))
+        tensor(-0.9189)
+    """
+
+
+class Beta(torch.distributions.Beta, TorchDistributionMixin):
+    """Beta distribution with concentrations ``concentration1`` (alpha), ``concentration0`` (beta).
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> posterior, log_norm = dist.Beta(2.0, 5.0).conjugate_update(dist.Beta(10.0, 3.0))
+        >>> posterior.concentration1, posterior.concentration0
+        (tensor(11.), tensor(7.))
+    """
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        params = dict(concentration1=concentration1, concentration0=concentration0)
+        _construct_naming_own_params(
+            self, torch.distributions.Beta, params, validate_args, concentration1, concentration0
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Beta, self, batch_shape, _instance)
+
+    def conjugate_update(self, other):
+        """Multiply this density by ``other``'s and renormalize.
+
+        ``other`` is a likelihood written as a Beta density over the same
+        variable. Returns ``(posterior, log_normalizer)`` with
+        ``self.log_prob(x) + other.log_prob(x) == posterior.log_prob(x) + log_normalizer``
+        for every ``x`` in (0, 1). The posterior has concentrations
+        ``a1 + a2 - 1`` and ``b1 + b2 - 1``.
+        """
+        _require_same_family(self, other, torch.distributions.Beta)
+        a = self.concentration1 + other.concentration1 - 1
+        b = self.concentration0 + other.concentration0 - 1
+        posterior = Beta(a, b)
+        log_normalizer = (
+            _log_beta_fn(torch.stack([a, b], -1))
+            - _log_beta_fn(torch.stack([self.concentration1, self.concentration0], -1))
+            - _log_beta_fn(torch.stack([other.concentration1, other.concentration0], -1))
+        )
+        return posterior, log_normalizer
+
+
+class Dirichlet(torch.distributions.Dirichlet, TorchDistributionMixin):
+    """Dirichlet distribution over the simplex with ``concentration`` of shape ``batch + (k,)``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Dirichlet.infer_shapes(concentration=(2, 3))
+        (torch.Size([2]), torch.Size([3]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, concentration):
+        batch_shape, k = _vector_shapes(cls, ("concentration",), concentration=concentration)
+        return batch_shape, torch.Size((k,))
+
+    def conjugate_update(self, other):
+        """Multiply by another Dirichlet density ``other`` and renormalize.
+
+        Returns ``(posterior, log_normalizer)``: the posterior has concentration
+        ``c1 + c2 - 1``, and ``self.log_prob(x) + other.log_prob(x) ==
+        posterior.log_prob(x) + log_normalizer`` on the simplex.
+        """
+        _require_same_family(self, other, torch.distributions.Dirichlet)
+        c = self.concentration + other.concentration - 1
+        log_normalizer = (
+            _log_beta_fn(c) - _log_beta_fn(self.concentration) - _log_beta_fn(other.concentration)
+        )
+        return Dirichlet(c), log_normalizer
+
+
+class Gamma(torch.distributions.Gamma, TorchDistributionMixin):
+    """Gamma distribution with shape ``concentration`` and ``rate``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> posterior, _ = dist.Gamma(2.0, 1.0).conjugate_update(dist.Gamma(3.0, 2.0))
+        >>> posterior.concentration, posterior.rate
+        (tensor(4.), tensor(3.))
+    """
+
+    def conjugate_update(self, other):
+        """Multiply by another Gamma density ``other`` and renormalize.
+
+        Returns ``(posterior, log_normalizer)``: the posterior is
+        ``Gamma(a1 + a2 - 1, b1 + b2)`` and ``self.log_prob(x) + other.log_prob(x)
+        == posterior.log_prob(x) + log_normalizer`` for every ``x > 0``.
+        """
+        _require_same_family(self, other, torch.distributions.Gamma)
+        a = self.concentration + other.concentration - 1
+        b = self.rate + other.rate
+
+        def log_z(alpha, beta):  # log of the Gamma density's normalizing constant
+            return torch.lgamma(alpha) - alpha * beta.log()
+
+        log_normalizer = (
+            log_z(a, b)
+            - log_z(self.concentration, self.rate)
+            - log_z(other.concentration, other.rate)
+        )
+        return Gamma(a, b), log_normalizer
+
+
+class Binomial(torch.distributions.Binomial, TorchDistributionMixin):
+    """Binomial distribution with an optional fast approximate sampler and log-density.
+
+    * ``approx_sample_thresh`` (class attribute, default ``inf``; setting
+      ``"binomial_approx_sample_thresh"``): where ``total_count`` exceeds it,
+      samples are approximate. With ``q = min(p, 1 - p)`` and variance
+      ``v = n q (1 - q)``: if ``q < 0.01`` a Poisson(``n q``) draw clamped to
+      ``[0, n]`` (its variance is within 1% of ``v``); else if ``v >= 10`` a
+      Normal draw with a Cornish-Fisher skewness correction, rounded and
+      clamped; else (few trials) an exact draw. The ``1 - p`` side is
+      reflected as ``n - x``.
+    * ``approx_log_prob_tol`` (default 0; setting
+      ``"binomial_approx_log_prob_tol"``): when positive, the binomial
+      coefficient uses a shifted Stirling series whose absolute error is below
+      the tolerance.
+
+    The log-density is ``k log sigmoid(l) + (n - k) log sigmoid(-l)`` in the
+    logits ``l``, stable for extreme logits.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Binomial(10, probs=torch.tensor(0.5)).log_prob(torch.tensor(5.0))
+        tensor(-1.4020)
+    """
+
+    approx_sample_thresh = math.inf
+    approx_log_prob_tol = 0.0
+
+    def sample(self, sample_shape=_EMPTY):
+        thresh = self.approx_sample_thresh
+        if thresh == math.inf:
+            return super().sample(sample_shape)
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            n = self.total_count.expand(shape)
+            big = n > thresh
+            if not bool(big.any()):
+                return super().sample(sample_shape)
+            approx = _approx_binomial(n, self.probs.expand(shape))
+            if bool(big.all()):
+                return approx
+            return torch.where(big, approx, super().sample(sample_shape))
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        n, logits = self.total_count, self.logits
+        k = value
+        log_comb = log_binomial(n, k, tol=self.approx_log_prob_tol)
+        success = torch.where(k == 0, 0.0, k * F.logsigmoid(logits))
+        failure = torch.where(n == k, 0.0, (n - k) * F.logsigmoid(-logits))
+        return log_comb + success + failure
+
+
+def _approx_binomial(n, p):
+    """Approximate Binomial(n, p) draws; see :class:`Binomial` for the scheme."""
+    flip = p > 0.5
+    q = torch.where(flip, 1 - p, p)
+    mean = n * q
+    var = mean * (1 - q)
+    use_poisson = q < 0.01  # Poisson(n q) has variance n q, within 1% of n q (1 - q)
+    use_normal = ~use_poisson & (var >= 10)
+    sd = var.sqrt()
+    z = torch.randn_like(mean)
+    skew = (1 - 2 * q) / sd.clamp(min=1e-12)  # Cornish-Fisher: match the third moment
+    normal = (mean + sd * (z + skew * (z * z - 1) / 6)).round()
+    x = torch.where(use_poisson, torch.poisson(mean), normal)
+    use_exact = ~(use_poisson | use_normal)
+    if bool(use_exact.any()):  # few trials and a sizeable q: exact draws are cheap here
+        x = torch.where(use_exact, torch.binomial(n, q), x)
+    x = torch.minimum(x.clamp(min=0), n)
+    return torch.where(flip, n - x, x)
+
+
+@settings.register("binomial_approx_sample_thresh", __name__, "Binomial.approx_sample_thresh")
+def _validate_thresh(value):
+    if not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(
+            f"binomial_approx_sample_thresh must be a positive number (inf disables), got {value!r}"
+        )
+
+
+@settings.register("binomial_approx_log_prob_tol", __name__, "Binomial.approx_log_prob_tol")
+def _validate_tol(value):
+    if not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(
+            f"binomial_approx_log_prob_tol must be a number >= 0 (0 is exact), got {value!r}"
+        )
+
+
+class Categorical(torch.distributions.Categorical, TorchDistributionMixin):
+    """Categorical distribution over ``{0, ..., k-1}``.
+
+    Values from :meth:`enumerate_support` carry a tag, and :meth:`log_prob`
+    of a tagged value rearranges ``logits`` instead of gathering from them.
+    A tagged value (attribute ``_ember_categorical_support == id(dist)``) must
+    be ``arange(k)`` along its leftmost dim with every other dim of size 1 or
+    equal to the batch dim; enumeration handlers that reshape the support may
+    re-tag it.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.Categorical(logits=torch.zeros(2, 3))
+        >>> d.log_prob(d.enumerate_support(expand=False)).shape
+        torch.Size([3, 2])
+    """
+
+    def enumerate_support(self, expand=True):
+        values = super().enumerate_support(expand=expand)
+        values._ember_categorical_support = id(self)
+        return values
+
+    def log_prob(self, value):
+        if getattr(value, "_ember_categorical_support", None) == id(self):
+            logits = self.logits
+            k = logits.size(-1)
+            if value.size(0) == k and value.dim() > logits.dim() - 1:
+                logits = logits.reshape((1,) * (value.dim() - logits.dim() + 1) + logits.shape)
+                return logits.transpose(0, -1).squeeze(-1)
+        return super().log_prob(value)
+
+
+class Geometric(torch.distributions.Geometric, TorchDistributionMixin):
+    """Number of failures before the first success, with a numerically stable log-density.
+
+    In logits ``l``: ``log p(k) = -k softplus(l) - softplus(-l)``; in probs it
+    uses ``log1p``, exact for tiny ``p``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Geometric(logits=torch.tensor(-50.0)).log_prob(torch.tensor(0.0))
+        tensor(-50.)
+    """
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        if "probs" in self.__dict__:
+            probs = self.probs
+            return torch.special.xlog1py(value, -probs) + probs.log()
+        logits = self.logits
+        failures = torch.where(value == 0, 0.0, value * F.softplus(logits))
+        return -failures - F.softplus(-logits)
+
+
+class LogNormal(torch.distributions.LogNormal, TorchDistributionMixin):
+    """``exp`` of an ember :class:`Normal` with ``loc`` and ``scale``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> type(dist.LogNormal(0.0, 1.0).base_dist).__module__
+        'ember.distributions.torch'
+    """
+
+    def __init__(self, loc, scale, validate_args=None):
+        base_dist = Normal(loc, scale, validate_args=validate_args)
+        torch.distributions.TransformedDistribution.__init__(
+            self, base_dist, ExpTransform(), validate_args=validate_args
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.LogNormal, self, batch_shape, _instance)
+
+
+class MultivariateNormal(torch.distributions.MultivariateNormal, TorchDistributionMixin):
+    """Multivariate normal with one of ``covariance_matrix``, ``precision_matrix``, ``scale_tril``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.MultivariateNormal.infer_shapes(loc=(3,), scale_tril=(5, 3, 3))
+        (torch.Size([5]), torch.Size([3]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None):
+        mats = {
+            k: v
+            for k, v in dict(
+                covariance_matrix=covariance_matrix,
+                precision_matrix=precision_matrix,
+                scale_tril=scale_tril,
+            ).items()
+            if v is not None
+        }
+        batch_shape, k = _vector_shapes(cls, ("loc",), tuple(mats), loc=loc, **mats)
+        return batch_shape, torch.Size((k,))
+
+
+class LowRankMultivariateNormal(
+    torch.distributions.LowRankMultivariateNormal, TorchDistributionMixin
+):
+    """Normal with covariance ``cov_factor @ cov_factor.T + diag(cov_diag)``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> LRMVN = dist.LowRankMultivariateNormal
+        >>> LRMVN.infer_shapes(loc=(4,), cov_factor=(2, 4, 1), cov_diag=(4,))
+        (torch.Size([2]), torch.Size([4]))
+    """
+
+    def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
+        _construct_naming_own_params(
+            self,
+            torch.distributions.LowRankMultivariateNormal,
+            dict(loc=loc, cov_factor=cov_factor, cov_diag=cov_diag),
+            validate_args,
+            loc,
+            cov_factor,
+            cov_diag,
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(
+            torch.distributions.LowRankMultivariateNormal, self, batch_shape, _instance
+        )
+
+    @classmethod
+    def infer_shapes(cls, loc, cov_factor, cov_diag):
+        cov_factor = torch.Size(cov_factor)
+        if len(cov_factor) < 2:
+            raise ValueError(
+                f"{cls.__name__}.infer_shapes: cov_factor needs at least 2 dims, "
+                f"got shape {tuple(cov_factor)}"
+            )
+        # cov_factor is (..., event, rank): measure it by its event dim
+        factor_as_vector = cov_factor[:-2] + cov_factor[-2:-1]
+        batch_shape, k = _vector_shapes(
+            cls,
+            ("loc", "cov_factor", "cov_diag"),
+            loc=loc,
+            cov_factor=factor_as_vector,
+            cov_diag=cov_diag,
+        )
+        return batch_shape, torch.Size((k,))
+
+
+class Multinomial(torch.distributions.Multinomial, TorchDistributionMixin):
+    """Counts of ``total_count`` draws from a categorical with ``probs`` or ``logits``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.Multinomial.infer_shapes(probs=(2, 5))
+        (torch.Size([2]), torch.Size([5]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, total_count=None, probs=None, logits=None):
+        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
+        batch_shape, k = _vector_shapes(cls, ("probs", "logits"), **params)
+        return batch_shape, torch.Size((k,))
+
+
+class OneHotCategorical(torch.distributions.OneHotCategorical, TorchDistributionMixin):
+    """One-hot vectors of a categorical with ``probs`` or ``logits``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.OneHotCategorical.infer_shapes(logits=(3, 4))
+        (torch.Size([3]), torch.Size([4]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, probs=None, logits=None):
+        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
+        batch_shape, k = _vector_shapes(cls, ("probs", "logits"), **params)
+        return batch_shape, torch.Size((k,))
+
+
+class OneHotCategoricalStraightThrough(
+    torch.distributions.OneHotCategoricalStraightThrough, TorchDistributionMixin
+):
+    """One-hot categorical whose ``rsample`` passes gradients straight through.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.OneHotCategoricalStraightThrough.infer_shapes(probs=(3,))
+        (torch.Size([]), torch.Size([3]))
+    """
+
+    infer_shapes = OneHotCategorical.__dict__["infer_shapes"]
+
+
+class RelaxedBernoulli(torch.distributions.RelaxedBernoulli, TorchDistributionMixin):
+    """Relaxed Bernoulli on (0, 1); ``temperature`` may be a Python number and is validated.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.RelaxedBernoulli(0.5, probs=0.3).sample((4,)).shape
+        torch.Size([4])
+    """
+
+    arg_constraints = dict(
+        torch.distributions.RelaxedBernoulli.arg_constraints, temperature=constraints.positive
+    )
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+        temperature = _as_tensor_like(temperature, probs, logits)
+        super().__init__(temperature, probs, logits, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.RelaxedBernoulli, self, batch_shape, _instance)
+
+
+class RelaxedOneHotCategorical(
+    torch.distributions.RelaxedOneHotCategorical, TorchDistributionMixin
+):
+    """Relaxed one-hot categorical on the simplex; ``temperature`` may be a Python number.
+
+    ``temperature`` is validated like the other parameters.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.RelaxedOneHotCategorical(0.5, probs=torch.ones(3) / 3).sample().shape
+        torch.Size([3])
+    """
+
+    arg_constraints = dict(
+        torch.distributions.RelaxedOneHotCategorical.arg_constraints,
+        temperature=constraints.positive,
+    )
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+        temperature = _as_tensor_like(temperature, probs, logits)
+        super().__init__(temperature, probs, logits, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(
+            torch.distributions.RelaxedOneHotCategorical, self, batch_shape, _instance
+        )
+
+    @classmethod
+    def infer_shapes(cls, temperature=(), probs=None, logits=None):
+        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
+        batch_shape, k = _vector_shapes(
+            cls,
+            ("probs", "logits"),
+            scalar_args=("temperature",),
+            temperature=temperature,
+            **params,
+        )
+        return batch_shape, torch.Size((k,))
+
+
+def _as_tensor_like(x, *others):
+    if isinstance(x, torch.Tensor):
+        return x
+    for other in others:
+        if isinstance(other, torch.Tensor):
+            return torch.as_tensor(x, dtype=other.dtype, device=other.device)
+    return torch.as_tensor(x, dtype=torch.get_default_dtype())
+
+
+class LogisticNormal(torch.distributions.LogisticNormal, TorchDistributionMixin):
+    """Logistic-normal on the simplex: parameters of size ``k - 1`` give events of size ``k``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.LogisticNormal.infer_shapes(loc=(2, 3), scale=(3,))
+        (torch.Size([2]), torch.Size([4]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, loc, scale):
+        batch_shape, k = _vector_shapes(cls, ("loc", "scale"), loc=loc, scale=scale)
+        return batch_shape, torch.Size((k + 1,))
+
+
+class Wishart(torch.distributions.Wishart, TorchDistributionMixin):
+    """Wishart over positive definite matrices, with ``df`` and one matrix parameter.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.Wishart.infer_shapes(df=(2,), covariance_matrix=(3, 3))
+        (torch.Size([2]), torch.Size([3, 3]))
+    """
+
+    @classmethod
+    def infer_shapes(cls, df, covariance_matrix=None, precision_matrix=None, scale_tril=None):
+        mats = {
+            k: v
+            for k, v in dict(
+                covariance_matrix=covariance_matrix,
+                precision_matrix=precision_matrix,
+                scale_tril=scale_tril,
+            ).items()
+            if v is not None
+        }
+        batch_shape, k = _vector_shapes(cls, (), tuple(mats), ("df",), df=df, **mats)
+        return batch_shape, torch.Size((k, k))
+
+
+class Poisson(torch.distributions.Poisson, TorchDistributionMixin):
+    """Poisson with ``rate``; ``is_sparse=True`` scores mostly-zero counts faster.
+
+    With ``is_sparse`` the log-density is ``-rate`` everywhere and the count
+    terms are computed only where the value is nonzero (this looks at the
+    value, so it syncs with the device once per call).
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> counts = torch.zeros(1000); counts[42] = 3.0
+        >>> d = dist.Poisson(rate=torch.tensor(0.01), is_sparse=True)
+        >>> torch.allclose(d.log_prob(counts), dist.Poisson(torch.tensor(0.01)).log_prob(counts))
+        True
+    """
+
+    def __init__(self, rate, *, is_sparse: bool = False, validate_args=None):
+        self.is_sparse = is_sparse
+        super().__init__(rate, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = _expand_into(torch.distributions.Poisson, self, batch_shape, _instance)
+        new.is_sparse = self.is_sparse
+        return new
+
+    def log_prob(self, value):
+        if not self.is_sparse:
+            return super().log_prob(value)
+        if self._validate_args:
+            self._validate_sample(value)
+        rate, value = broadcast_all(self.rate, value)
+        log_prob = -rate
+        nonzero = value != 0
+        if bool(nonzero.any()):
+            v, r = value[nonzero], rate[nonzero]
+            terms = v * r.log() - torch.lgamma(v + 1)
+            log_prob = log_prob.index_put((nonzero,), log_prob[nonzero] + terms)
+        return log_prob
+
+
+class Uniform(torch.distributions.Uniform, TorchDistributionMixin):
+    """Uniform on ``[low, high)``; ``support`` keeps ``low``/``high`` as given (unbroadcast).
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Uniform(0.0, 1.0).expand((3,)).support
+        Interval(lower_bound=0.0, upper_bound=1.0)
+    """
+
+    def __init__(self, low, high, validate_args=None):
+        self._unbroadcasted_low = low
+        self._unbroadcasted_high = high
+        super().__init__(low, high, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = _expand_into(torch.distributions.Uniform, self, batch_shape, _instance)
+        new._unbroadcasted_low = self._unbroadcasted_low
+        new._unbroadcasted_high = self._unbroadcasted_high
+        return new
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.interval(self._unbroadcasted_low, self._unbroadcasted_high)
+
+    @classmethod
+    def infer_shapes(cls, low, high):
+        return broadcast_shape(low, high), _EMPTY
+
+
+class GeneralizedPareto(torch.distributions.GeneralizedPareto, TorchDistributionMixin):
+    """Generalized Pareto with ``loc``, ``scale``, ``concentration``, for any float dtype.
+
+    (torch's own log-density compares ``concentration`` with a float32 zero and
+    fails for float64 parameters; these methods take the parameters' dtype.)
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.GeneralizedPareto(torch.tensor(0.0, dtype=torch.float64), 1.0, 0.0)
+        >>> d.log_prob(torch.tensor(1.0, dtype=torch.float64))
+        tensor(-1., dtype=torch.float64)
+    """
+
+    def _split_concentration(self):
+        conc = self.concentration
+        near_zero = torch.isclose(conc, torch.zeros_like(conc))
+        return near_zero, torch.where(near_zero, torch.ones_like(conc), conc)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = self._z(value)
+        near_zero, conc = self._split_concentration()
+        nonzero = (1 / conc + 1) * torch.log1p(conc * z)
+        return -torch.as_tensor(self.scale).log() - torch.where(near_zero, z, nonzero)
+
+    def log_survival_function(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        z = self._z(value)
+        near_zero, conc = self._split_concentration()
+        return torch.where(near_zero, -z, -torch.log1p(conc * z) / conc)
+
+
+class ContinuousBernoulli(torch.distributions.ContinuousBernoulli, TorchDistributionMixin):
+    """Continuous Bernoulli on [0, 1]; with validation, ``probs`` outside [0, 1] raise.
+
+    (torch clamps ``probs`` before validating it, which hides bad values.)
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.ContinuousBernoulli(probs=0.3).sample((2,)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, probs=None, logits=None, lims=(0.499, 0.501), validate_args=None):
+        if probs is not None and _validating(validate_args):
+            _check_own_params(type(self), dict(probs=probs))
+        super().__init__(probs, logits, lims, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.ContinuousBernoulli, self, batch_shape, _instance)
+
+
+class FisherSnedecor(torch.distributions.FisherSnedecor, TorchDistributionMixin):
+    """Fisher-Snedecor (F) distribution with degrees of freedom ``df1``, ``df2``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.FisherSnedecor(3.0, 5.0).sample((2,)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, df1, df2, validate_args=None):
+        _construct_naming_own_params(
+            self,
+            torch.distributions.FisherSnedecor,
+            dict(df1=df1, df2=df2),
+            validate_args,
+            df1,
+            df2,
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.FisherSnedecor, self, batch_shape, _instance)
+
+
+class InverseGamma(torch.distributions.InverseGamma, TorchDistributionMixin):
+    """Inverse-gamma with ``concentration`` and ``rate`` (the reciprocal of a Gamma).
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.InverseGamma(3.0, 2.0).mean
+        tensor(1.)
+    """
+
+    def __init__(self, concentration, rate, validate_args=None):
+        _construct_naming_own_params(
+            self,
+            torch.distributions.InverseGamma,
+            dict(concentration=concentration, rate=rate),
+            validate_args,
+            concentration,
+            rate,
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.InverseGamma, self, batch_shape, _instance)
+
+
+class LKJCholesky(torch.distributions.LKJCholesky, TorchDistributionMixin):
+    """LKJ distribution over Cholesky factors of ``dim x dim`` correlation matrices.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.LKJCholesky(3, 2.0).sample().shape
+        torch.Size([3, 3])
+    """
+
+    def __init__(self, dim, concentration=1.0, validate_args=None):
+        _construct_naming_own_params(
+            self,
+            torch.distributions.LKJCholesky,
+            dict(concentration=concentration),
+            validate_args,
+            dim,
+            concentration,
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.LKJCholesky, self, batch_shape, _instance)
+
+    @classmethod
+    def infer_shapes(cls, dim, concentration=()):
+        """``dim`` is the matrix size itself (an int), ``concentration`` a shape.
+
+        Example::
+
+            >>> import ember.distributions as dist
+            >>> dist.torch.LKJCholesky.infer_shapes(dim=3, concentration=(2,))
+            (torch.Size([2]), torch.Size([3, 3]))
+        """
+        if not isinstance(dim, int):
+            raise TypeError(
+                f"LKJCholesky.infer_shapes: dim is the matrix size (an int), got {dim!r}"
+            )
+        return torch.Size(concentration), torch.Size((dim, dim))
+
+
+class StudentT(torch.distributions.StudentT, TorchDistributionMixin):
+    """Student's t with ``df`` degrees of freedom, ``loc`` and ``scale``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> dist.StudentT(3.0).sample((2,)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, df, loc=0.0, scale=1.0, validate_args=None):
+        _construct_naming_own_params(
+            self,
+            torch.distributions.StudentT,
+            dict(df=df, loc=loc, scale=scale),
+            validate_args,
+            df,
+            loc,
+            scale,
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.StudentT, self, batch_shape, _instance)
 
 
 class Independent(torch.distributions.Independent, TorchDistributionMixin):
     """Reinterpret batch dims of ``base_distribution`` as event dims.
+
+    Validation is delegated to the base distribution; ``has_rsample_(False)``
+    forces score-function gradients for this instance only.
 
     Example::
 
@@ -23,6 +893,15 @@ class Independent(torch.distributions.Independent, TorchDistributionMixin):
         >>> d.batch_shape, d.event_shape
         (torch.Size([2]), torch.Size([3]))
     """
+
+    @property
+    def has_rsample(self):
+        forced = self.__dict__.get("_forced_has_rsample")
+        return self.base_dist.has_rsample if forced is None else forced
+
+    @has_rsample.setter
+    def has_rsample(self, value):  # used by has_rsample_(False)
+        self._forced_has_rsample = value
 
     @property
     def _validate_args(self):
@@ -43,7 +922,9 @@ class Independent(torch.distributions.Independent, TorchDistributionMixin):
             )
         posterior, log_normalizer = self.base_dist.conjugate_update(other.base_dist)
         n = self.reinterpreted_batch_ndims
-        log_normalizer = log_normalizer.reshape(log_normalizer.shape[: log_normalizer.dim() - n] + (-1,)).sum(-1)
+        log_normalizer = log_normalizer.reshape(
+            log_normalizer.shape[: log_normalizer.dim() - n] + (-1,)
+        ).sum(-1)
         return Independent(posterior, n), log_normalizer
 
 
@@ -67,6 +948,34 @@ def _generate_wrappers(namespace):
     return generated
 
 
+_EXPLICIT = [
+    "Beta",
+    "Binomial",
+    "Categorical",
+    "ContinuousBernoulli",
+    "Dirichlet",
+    "FisherSnedecor",
+    "Gamma",
+    "GeneralizedPareto",
+    "Geometric",
+    "Independent",
+    "InverseGamma",
+    "LKJCholesky",
+    "LogNormal",
+    "LogisticNormal",
+    "LowRankMultivariateNormal",
+    "Multinomial",
+    "MultivariateNormal",
+    "Normal",
+    "OneHotCategorical",
+    "OneHotCategoricalStraightThrough",
+    "Poisson",
+    "RelaxedBernoulli",
+    "RelaxedOneHotCategorical",
+    "StudentT",
+    "Uniform",
+    "Wishart",
+]
 _GENERATED = _generate_wrappers(globals())
 
-__all__ = sorted(["Independent"] + _GENERATED)
+__all__ = sorted(_EXPLICIT + _GENERATED)

@@ -62,14 +62,16 @@ class TorchDistributionMixin(Distribution, Callable):
             (torch.Size([3, 4]), torch.Size([]))
         """
         batch_shapes = []
+        arg_constraints = cls.arg_constraints
+        if not isinstance(arg_constraints, dict):  # a property: constraints depend on values
+            arg_constraints = {name: None for name in arg_shapes}
         for name, shape in arg_shapes.items():
-            constraint = cls.arg_constraints.get(name)
-            if constraint is None:
+            if name not in arg_constraints:
                 raise ValueError(
                     f"{cls.__name__}.infer_shapes: unknown parameter {name!r}; "
-                    f"parameters are {sorted(cls.arg_constraints)}"
+                    f"parameters are {sorted(arg_constraints)}"
                 )
-            event_dim = getattr(constraint, "event_dim", 0)
+            event_dim = getattr(arg_constraints[name], "event_dim", 0)
             shape = torch.Size(shape)
             batch_shapes.append(shape[: len(shape) - event_dim])
         batch_shape = broadcast_shape(*batch_shapes)
@@ -80,14 +82,14 @@ class TorchDistributionMixin(Distribution, Callable):
             )
         return batch_shape, _EMPTY
 
-    def expand(self, batch_shape, _instance=None) -> "ExpandedDistribution":
+    def expand(self, batch_shape, _instance=None) -> ExpandedDistribution:
         """Expand the batch shape to ``batch_shape`` (an :class:`ExpandedDistribution`)."""
         batch_shape = torch.Size(batch_shape)
         if batch_shape == self.batch_shape:
             return self
         return ExpandedDistribution(self, batch_shape)
 
-    def expand_by(self, sample_shape) -> "ExpandedDistribution":
+    def expand_by(self, sample_shape) -> ExpandedDistribution:
         """Add ``sample_shape`` on the left of the batch shape.
 
         To grow interior size-1 batch dims use :meth:`expand` instead.
@@ -114,7 +116,11 @@ class TorchDistributionMixin(Distribution, Callable):
         """
         from ember.distributions.torch import Independent
 
-        n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        n = (
+            len(self.batch_shape)
+            if reinterpreted_batch_ndims is None
+            else reinterpreted_batch_ndims
+        )
         if not isinstance(n, int):
             raise TypeError(f"to_event expects an int or None, got {n!r}")
         if n == 0:
@@ -130,7 +136,7 @@ class TorchDistributionMixin(Distribution, Callable):
             )
         return Independent(self, n)
 
-    def mask(self, mask) -> "MaskedDistribution":
+    def mask(self, mask) -> MaskedDistribution:
         """Zero the log-density where ``mask`` is False (broadcast to the batch shape).
 
         Example::
@@ -257,7 +263,12 @@ class MaskedDistribution(TorchDistribution):
 
     @property
     def has_rsample(self):
-        return self.base_dist.has_rsample
+        forced = self.__dict__.get("_forced_has_rsample")
+        return self.base_dist.has_rsample if forced is None else forced
+
+    @has_rsample.setter
+    def has_rsample(self, value):  # used by has_rsample_(False)
+        self._forced_has_rsample = value
 
     @property
     def has_enumerate_support(self):
@@ -275,8 +286,12 @@ class MaskedDistribution(TorchDistribution):
 
     def _zeros(self, value):
         shape = broadcast_shape(self.batch_shape, value.shape[: value.dim() - self.event_dim])
-        return value.new_zeros(()).expand(shape) if value.is_floating_point() else (
-            torch.zeros((), dtype=torch.get_default_dtype(), device=value.device).expand(shape)
+        return (
+            value.new_zeros(()).expand(shape)
+            if value.is_floating_point()
+            else (
+                torch.zeros((), dtype=torch.get_default_dtype(), device=value.device).expand(shape)
+            )
         )
 
     def log_prob(self, value):
@@ -287,6 +302,8 @@ class MaskedDistribution(TorchDistribution):
         return scale_and_mask(self.base_dist.log_prob(value), mask=self._mask)
 
     def score_parts(self, value):
+        if "_forced_has_rsample" in self.__dict__:
+            return Distribution.score_parts(self, value)
         if isinstance(self._mask, bool):
             if self._mask:
                 return self.base_dist.score_parts(value)
@@ -345,7 +362,12 @@ class ExpandedDistribution(TorchDistribution):
 
     @property
     def has_rsample(self):
-        return self.base_dist.has_rsample
+        forced = self.__dict__.get("_forced_has_rsample")
+        return self.base_dist.has_rsample if forced is None else forced
+
+    @has_rsample.setter
+    def has_rsample(self, value):  # used by has_rsample_(False)
+        self._forced_has_rsample = value
 
     @property
     def has_enumerate_support(self):
@@ -377,6 +399,8 @@ class ExpandedDistribution(TorchDistribution):
         return self.base_dist.log_prob(value).expand(shape)
 
     def score_parts(self, value):
+        if "_forced_has_rsample" in self.__dict__:
+            return Distribution.score_parts(self, value)
         shape = broadcast_shape(self.batch_shape, value.shape[: value.dim() - self.event_dim])
         parts = self.base_dist.score_parts(value)
         return ScoreParts(*(p if isinstance(p, (int, float)) else p.expand(shape) for p in parts))
@@ -384,9 +408,12 @@ class ExpandedDistribution(TorchDistribution):
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)
         n = values.shape[:1]
+        tag = getattr(values, "_ember_categorical_support", None)
         values = values.reshape(n + (1,) * len(self.batch_shape) + self.event_shape)
         if expand:
             values = values.expand(n + self.batch_shape + self.event_shape)
+        if tag is not None:  # still an arange along dim 0: keep the base's fast log_prob
+            values._ember_categorical_support = tag
         return values
 
     @property

@@ -1,0 +1,169 @@
+"""Transforms that are also ``nn.Module`` objects, so their parameters can be trained.
+
+A :class:`TransformModule` is a ``torch.distributions.transforms.Transform``
+and a ``torch.nn.Module`` at once: its parameters show up in
+``.parameters()`` and in ``ember.module``, and it plugs into
+``TransformedDistribution`` like any torch transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.distributions.transforms import ComposeTransform, Transform
+
+
+class InverseNotAvailableError(ValueError, KeyError):
+    """Raised when a transform without a closed-form inverse is asked to invert a value
+    it did not produce itself (nothing cached for it).
+
+    It is a ``ValueError`` (scoring such a value is a usage error) and, for
+    code written against Pyro, also a ``KeyError``.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableError:
+    """Build the error for ``transform._inverse`` when only cached inverses exist."""
+    return InverseNotAvailableError(
+        f"{type(transform).__name__} cannot invert this value: {why}. Only values that "
+        "this transform itself produced in its most recent forward call can be inverted "
+        "(they are cached, e.g. samples of a TransformedDistribution). To score "
+        "arbitrary data, use the transform in the other direction (transform.inv) or "
+        "an autoregressive flow whose inverse exists."
+    )
+
+
+class TransformModule(Transform, torch.nn.Module):
+    """A ``Transform`` that is also an ``nn.Module`` (its parameters are learnable).
+
+    Subclasses define ``_call``, optionally ``_inverse``, and
+    ``log_abs_det_jacobian``, and register parameters as for any module.
+
+    Example::
+
+        >>> import torch
+        >>> from torch.distributions import constraints
+        >>> from ember.distributions.transforms import TransformModule
+        >>> class Shift(TransformModule):
+        ...     domain = constraints.real
+        ...     codomain = constraints.real
+        ...     bijective = True
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.loc = torch.nn.Parameter(torch.tensor(1.0))
+        ...     def _call(self, x):
+        ...         return x + self.loc
+        ...     def _inverse(self, y):
+        ...         return y - self.loc
+        ...     def log_abs_det_jacobian(self, x, y):
+        ...         return torch.zeros_like(x)
+        >>> shift = Shift()
+        >>> [name for name, _ in shift.named_parameters()]
+        ['loc']
+        >>> shift.inv(shift(torch.tensor(2.0))).detach()
+        tensor(2.)
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Transform.__init__ ends with super().__init__(), which runs Module.__init__.
+        super().__init__(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        # Transform defines __eq__ as identity, which drops __hash__; modules must hash
+        # (named_modules keeps a set of them).
+        return object.__hash__(self)
+
+    __repr__ = torch.nn.Module.__repr__
+
+    # The one-entry cache of ``Transform`` is keyed on the identity of x (or y).
+    # A module's parameters change in place during training, so the cache also
+    # records their version counters and is ignored once any of them moved on.
+    def _param_versions(self):
+        return tuple(p._version for p in self.parameters())
+
+    def __call__(self, x):
+        if self._cache_size == 0:
+            return self._call(x)
+        x_old, y_old = self._cached_x_y
+        versions = self._param_versions()
+        if x is x_old and versions == self.__dict__.get("_cached_versions"):
+            return y_old
+        y = self._call(x)
+        self._cached_x_y = x, y
+        self._cached_versions = versions
+        return y
+
+    def _inv_call(self, y):
+        if self._cache_size == 0:
+            return self._inverse(y)
+        x_old, y_old = self._cached_x_y
+        versions = self._param_versions()
+        if y is y_old and versions == self.__dict__.get("_cached_versions"):
+            return x_old
+        x = self._inverse(y)
+        self._cached_x_y = x, y
+        self._cached_versions = versions
+        return x
+
+    def _cache_is_fresh(self, x, y) -> bool:
+        """Whether ``(x, y)`` is the cached pair and the parameters did not change since."""
+        if self._cache_size == 0:
+            return False
+        x_old, y_old = self._cached_x_y
+        return (
+            x is x_old
+            and y is y_old
+            and self._param_versions() == self.__dict__.get("_cached_versions")
+        )
+
+
+class ComposeTransformModule(ComposeTransform, torch.nn.ModuleList):
+    """A ``ComposeTransform`` of transforms that is also an ``nn.ModuleList``.
+
+    The parameters of every part that is a module are registered.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.distributions.transforms import ComposeTransformModule, planar
+        >>> flow = ComposeTransformModule([planar(2), planar(2)])
+        >>> len(list(flow.parameters()))
+        6
+    """
+
+    def __init__(self, parts: Sequence[Transform], cache_size: int = 0) -> None:
+        parts = list(parts)
+        super().__init__(parts, cache_size=cache_size)
+        for part in parts:
+            if isinstance(part, torch.nn.Module):
+                self.append(part)
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    __repr__ = torch.nn.Module.__repr__
+
+
+class ConditionalTransformModule(torch.nn.Module):
+    """A module that builds a transform for a given context: ``condition(context)``.
+
+    Subclasses implement :meth:`condition`, returning a ``Transform`` whose
+    parameters depend on ``context`` (and on this module's parameters).
+
+    Example::
+
+        >>> import torch
+        >>> from ember.distributions.transforms import conditional_affine_autoregressive
+        >>> flow = conditional_affine_autoregressive(2, context_dim=3, hidden_dims=[8])
+        >>> t = flow.condition(torch.randn(3))
+        >>> t(torch.randn(5, 2)).shape
+        torch.Size([5, 2])
+    """
+
+    def condition(self, context: torch.Tensor) -> Transform:
+        """The transform for ``context``."""
+        raise NotImplementedError  # abstract

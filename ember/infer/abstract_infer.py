@@ -1,0 +1,299 @@
+"""TracePosterior, the base of sampling-based posteriors, and EmpiricalMarginal.
+
+A :class:`TracePosterior` holds weighted execution traces of a model (from
+importance sampling, systematic search, ...). :class:`EmpiricalMarginal` turns
+the values they took at some sites into an
+:class:`~ember.distributions.Empirical` distribution.
+
+Posteriors that draw their samples in one vectorized pass store the batch as a
+single trace whose sites carry a sample dimension; the per-sample traces of
+:attr:`TracePosterior.exec_traces` are only split out when someone asks for
+them, and marginals read the batched values directly.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+from typing import Callable, Iterator, List, Sequence, Tuple, Union
+
+import torch
+
+from ember import poutine
+from ember.distributions.empirical import Empirical
+
+__all__ = ["EmpiricalMarginal", "TracePosterior"]
+
+
+class _Batch:
+    """Samples drawn in one vectorized pass: one trace with a sample dim per site."""
+
+    __slots__ = ("trace", "log_weights", "num_samples", "max_plate_nesting", "model", "args")
+
+    def __init__(self, trace, log_weights, num_samples, max_plate_nesting, model, args):
+        self.trace = trace
+        self.log_weights = log_weights
+        self.num_samples = num_samples
+        self.max_plate_nesting = max_plate_nesting
+        self.model = model
+        self.args = args  # (args, kwargs) to replay the model for return values
+
+    def sample_dim(self, site, value) -> int | None:
+        """Position of the sample dim in ``value`` (or ``None`` when it is shared)."""
+        if not isinstance(value, torch.Tensor):
+            return None
+        fn = site.get("fn")
+        event_dim = len(getattr(fn, "event_shape", ()))
+        pos = value.dim() - event_dim - self.max_plate_nesting - 1
+        if pos < 0 or value.shape[pos] == 1:
+            return None
+        if value.shape[pos] != self.num_samples:
+            raise ValueError(
+                f"site {site['name']!r}: value of shape {tuple(value.shape)} does not have the "
+                f"{self.num_samples} samples at dim {pos - value.dim()}"
+            )
+        return pos
+
+    def site_values(self, name: str) -> torch.Tensor:
+        """``(num_samples, *value_shape)`` values of one sample site."""
+        site = self.trace.nodes[name]
+        value = site["value"]
+        pos = self.sample_dim(site, value)
+        if pos is None:
+            return value.unsqueeze(0).expand((self.num_samples,) + value.shape)
+        value = value.movedim(pos, 0)
+        return value.reshape((self.num_samples,) + self.natural_shape(site, value.shape[1:]))
+
+    def natural_shape(self, site, shape: torch.Size) -> torch.Size:
+        """A sample's value shape as an unvectorized run gives it (leading 1s trimmed)."""
+        event_dim = len(getattr(site.get("fn"), "event_shape", ()))
+        depth = 0
+        for f in site.get("cond_indep_stack", ()) or ():
+            if f.name != _SAMPLES_PLATE and getattr(f, "vectorized", True) and f.dim is not None:
+                depth = max(depth, -f.dim)
+        shape = tuple(shape)
+        while len(shape) - event_dim > depth and shape[0] == 1:
+            shape = shape[1:]
+        return torch.Size(shape)
+
+    def split(self) -> List[object]:
+        """The per-sample traces (slow: one trace per sample; model replayed for returns)."""
+        from ember.poutine.trace_struct import Trace
+
+        model, (args, kwargs) = self.model, self.args
+        traces = []
+        for i in range(self.num_samples):
+            tr = Trace()
+            for name, site in self.trace.nodes.items():
+                if site["type"] == "return":
+                    continue
+                site = dict(site)
+                for key in ("log_prob", "log_prob_sum", "unscaled_log_prob", "score_parts"):
+                    site.pop(key, None)
+                value = site.get("value")
+                if site["type"] == "sample":
+                    pos = self.sample_dim(site, value)
+                    if pos is not None:
+                        one = value.select(pos, i)
+                        site["value"] = one.reshape(self.natural_shape(site, one.shape))
+                    site["cond_indep_stack"] = tuple(
+                        f for f in site.get("cond_indep_stack", ()) if f.name != _SAMPLES_PLATE
+                    )
+                    site["fn"] = None
+                tr.add_node(name, **site)
+            with poutine.block():
+                ret = poutine.trace(poutine.replay(model, trace=tr)).get_trace(*args, **kwargs)
+            for name, site in ret.nodes.items():
+                if site["type"] == "sample" and name in tr.nodes:
+                    tr.nodes[name]["fn"] = site["fn"]
+            if "_RETURN" in ret.nodes:
+                tr.add_node("_RETURN", **dict(ret.nodes["_RETURN"]))
+            traces.append(tr)
+        return traces
+
+
+_SAMPLES_PLATE = "_num_importance_samples"
+
+
+class TracePosterior(metaclass=ABCMeta):
+    """Base class of posteriors represented by weighted execution traces.
+
+    Subclasses implement :meth:`_traces`, a generator of ``(trace, log_weight)``
+    pairs; :meth:`run` collects them into :attr:`exec_traces`,
+    :attr:`log_weights` and :attr:`chain_ids`.
+
+    Example::
+
+        >>> import torch, ember, ember.distributions as dist
+        >>> from ember.infer import TracePosterior, EmpiricalMarginal
+        >>> class Prior(TracePosterior):
+        ...     def _traces(self):
+        ...         for _ in range(4):
+        ...             fn = lambda: ember.sample("z", dist.Normal(0.0, 1.0))
+        ...             tr = ember.poutine.trace(fn).get_trace()
+        ...             yield tr, torch.tensor(0.0)
+        >>> posterior = Prior().run()
+        >>> len(posterior.exec_traces), EmpiricalMarginal(posterior, "z").sample_size
+        (4, 4)
+    """
+
+    def __init__(self, num_chains: int = 1):
+        self.num_chains = num_chains
+        self._reset()
+
+    def _reset(self) -> None:
+        self.log_weights: List[torch.Tensor] = []
+        self._exec_traces: List[object] = []
+        self.chain_ids: List[int] = []
+        self._batches: List[_Batch] = []
+
+    @abstractmethod
+    def _traces(self, *args, **kwargs) -> Iterator[Tuple[object, torch.Tensor]]:
+        """Yield ``(trace, log_weight)`` pairs."""
+        raise NotImplementedError  # abstract
+
+    @property
+    def exec_traces(self) -> List[object]:
+        """Every sampled trace (a vectorized batch is split into traces on first access)."""
+        if self._batches:
+            for batch in self._batches:
+                self._exec_traces.extend(batch.split())
+            self._batches = []
+        return self._exec_traces
+
+    @exec_traces.setter
+    def exec_traces(self, traces: List[object]) -> None:
+        self._exec_traces = list(traces)
+        self._batches = []
+
+    def run(self, *args, **kwargs) -> TracePosterior:
+        """Draw the posterior's traces; arguments go to the model. Returns ``self``."""
+        self._reset()
+        with poutine.block():
+            for tr, log_weight in self._traces(*args, **kwargs):
+                self._exec_traces.append(tr)
+                self.log_weights.append(log_weight)
+                self.chain_ids.append(0)
+        return self
+
+    def _add_batch(self, batch: _Batch) -> None:
+        self._batches.append(batch)
+        self.log_weights.extend(batch.log_weights.unbind(0))
+        self.chain_ids.extend([0] * batch.num_samples)
+
+    def _log_weights_tensor(self) -> torch.Tensor:
+        parts = []
+        if self._exec_traces:
+            parts.append(
+                torch.stack(
+                    [torch.as_tensor(w) for w in self.log_weights[: len(self._exec_traces)]]
+                )
+            )
+        for batch in self._batches:
+            parts.append(batch.log_weights)
+        if not parts:
+            raise ValueError(
+                f"{type(self).__name__} has no samples; call .run(*args, **kwargs) first"
+            )
+        return torch.cat([p.reshape(-1) for p in parts])
+
+    def _site_values(self, name: str) -> torch.Tensor:
+        """All values of one site, stacked: ``(num_samples, *value_shape)``."""
+        parts = []
+        if self._exec_traces:
+            values = []
+            for tr in self._exec_traces:
+                if name not in tr.nodes:
+                    raise ValueError(
+                        f"site {name!r} is not in every trace of {type(self).__name__}; sites "
+                        f"of the first trace: {sorted(tr.nodes)}"
+                    )
+                values.append(torch.as_tensor(tr.nodes[name]["value"]))
+            try:
+                parts.append(torch.stack(values))
+            except RuntimeError as e:
+                raise ValueError(
+                    f"site {name!r} takes values of different shapes across traces: {e}"
+                ) from e
+        for batch in self._batches:
+            if name not in batch.trace.nodes or batch.trace.nodes[name]["type"] != "sample":
+                batch_traces = batch.split()  # e.g. "_RETURN": needs the per-sample traces
+                parts.append(
+                    torch.stack([torch.as_tensor(t.nodes[name]["value"]) for t in batch_traces])
+                )
+            else:
+                parts.append(batch.site_values(name))
+        if not parts:
+            raise ValueError(
+                f"{type(self).__name__} has no samples; call .run(*args, **kwargs) first"
+            )
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def marginal(self, sites: Union[str, Sequence[str], None] = None) -> EmpiricalMarginal:
+        """The :class:`EmpiricalMarginal` of ``sites`` (default: the return value)."""
+        return EmpiricalMarginal(self, sites)
+
+    def information_criterion(self, pointwise: bool = False):
+        raise ValueError(
+            "information_criterion needs per-data-point log likelihoods, which this "
+            f"{type(self).__name__} does not record"
+        )
+
+
+class EmpiricalMarginal(Empirical):
+    """The weighted empirical distribution of site values in a :class:`TracePosterior`.
+
+    :param trace_posterior: a posterior that has been ``run``.
+    :param sites: a site name, a list of names (their values are stacked along
+        a new leftmost event dim) or ``None`` for the model's return value.
+
+    Example::
+
+        >>> import torch, ember, ember.distributions as dist
+        >>> from ember.infer import Importance, EmpiricalMarginal
+        >>> ember.set_rng_seed(0)
+        >>> def model():
+        ...     z = ember.sample("z", dist.Normal(0.0, 1.0))
+        ...     ember.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(2.0))
+        >>> posterior = Importance(model, num_samples=2000).run()
+        >>> marginal = EmpiricalMarginal(posterior, "z")
+        >>> round(marginal.mean.item(), 1)  # exact posterior mean: 1.0
+        1.0
+    """
+
+    def __init__(
+        self,
+        trace_posterior: TracePosterior,
+        sites: Union[str, Sequence[str], None] = None,
+        validate_args: bool | None = None,
+    ):
+        if not isinstance(trace_posterior, TracePosterior):
+            raise TypeError(
+                "EmpiricalMarginal expects a TracePosterior (e.g. Importance(...).run()), got "
+                f"{type(trace_posterior).__name__}"
+            )
+        if sites is None:
+            sites = "_RETURN"
+        log_weights = trace_posterior._log_weights_tensor()
+        if isinstance(sites, str):
+            samples = trace_posterior._site_values(sites)
+        else:
+            sites = list(sites)
+            if not sites:
+                raise ValueError("EmpiricalMarginal: sites must not be empty")
+            samples = torch.stack([trace_posterior._site_values(s) for s in sites], 1)
+        samples = samples.detach()
+        log_weights = log_weights.detach().to(
+            dtype=samples.dtype if samples.is_floating_point() else log_weights.dtype,
+            device=samples.device,
+        )
+        self.sites = sites
+        super().__init__(samples, log_weights, validate_args=validate_args)
+
+
+def _log_mean_exp(log_weights: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(log_weights, 0) - math.log(log_weights.numel())
+
+
+def _callable_name(fn: Callable) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)

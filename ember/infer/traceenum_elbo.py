@@ -1,0 +1,444 @@
+"""TraceEnum_ELBO: an ELBO that sums discrete latent variables out exactly.
+
+Model sites marked for parallel enumeration are summed out of the model's
+joint density by tensor variable elimination (:mod:`ember.ops.contract`);
+guide sites marked for enumeration are averaged over exactly, weighting each
+value by its guide probability; sites marked ``"sequential"`` are enumerated by
+re-running the program once per value; every other guide latent is sampled
+(Monte Carlo), as in :class:`~ember.infer.trace_elbo.Trace_ELBO`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Dict, List, Tuple
+
+import torch
+
+from ember import poutine
+from ember.distributions.util import scale_and_mask
+from ember.infer.elbo import ELBO
+from ember.infer.util import check_model_guide_match, prune_subsample_sites
+from ember.ops.contract import IntractableError, LogFactor, ancestral_marginal, contract_tree
+from ember.poutine.enum_messenger import EnumMessenger
+from ember.poutine.messenger import Messenger
+from ember.util import is_validation_enabled
+
+__all__ = ["TraceEnum_ELBO"]
+
+# A sequentially enumerated site inside plates is enumerated jointly over its
+# batch elements; refuse more branches than this.
+MAX_SEQUENTIAL_BRANCHES = 1 << 16
+
+
+class _SequentialChoices(Messenger):
+    """Fix the values of ``"sequential"`` sites to chosen support points."""
+
+    def __init__(self, fixed: Dict[str, int], discovered: List[Tuple[str, int]]):
+        super().__init__()
+        self.fixed = fixed
+        self.discovered = discovered
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["value"] is not None:
+            return
+        if (msg["infer"] or {}).get("enumerate") != "sequential":
+            return
+        fn, name = msg["fn"], msg["name"]
+        if not getattr(fn, "has_enumerate_support", False):
+            raise ValueError(
+                f"site {name!r} is marked for sequential enumeration but its distribution "
+                f"{type(fn).__name__} has no enumerable support"
+            )
+        support = fn.enumerate_support(expand=True)
+        k = support.shape[0]
+        n = math.prod(fn.batch_shape)
+        branches = k**n
+        if branches > MAX_SEQUENTIAL_BRANCHES:
+            raise ValueError(
+                f"site {name!r}: sequential enumeration of {n} batch elements with {k} values "
+                f"each needs {k}**{n} runs; use infer={{'enumerate': 'parallel'}} instead"
+            )
+        index = self.fixed.get(name)
+        if index is None:
+            index = 0
+            self.discovered.append((name, branches))
+        digits = []
+        for _ in range(n):
+            index, d = divmod(index, k)
+            digits.append(d)
+        flat = support.reshape((k, n) + fn.event_shape)
+        choice = torch.tensor(digits, device=support.device)
+        value = flat[choice, torch.arange(n, device=support.device)]
+        msg["value"] = value.reshape(fn.batch_shape + fn.event_shape)
+        msg["done"] = True
+
+
+def _iter_branches(run):
+    """Run ``run(fixed, discovered)`` once per joint value of the sequential sites."""
+    queue = [{}]
+    while queue:
+        fixed = queue.pop()
+        discovered: List[Tuple[str, int]] = []
+        result = run(fixed, discovered)
+        prefix = dict(fixed)
+        for name, branches in discovered:
+            for i in range(1, branches):
+                queue.append(dict(prefix, **{name: i}))
+            prefix[name] = 0
+        yield result
+
+
+def _plate_frames(site):
+    return [
+        f
+        for f in (site.get("cond_indep_stack") or ())
+        if getattr(f, "vectorized", True) and f.dim is not None
+    ]
+
+
+def _fmt_frames(frames):
+    return ", ".join(f"{f.name!r} (dim={f.dim}, size={f.size})" for f in frames) or "none"
+
+
+def _pack(site, tensor, max_plate_nesting):
+    """Squeeze ``tensor`` (a site's log-density) and name its dims."""
+    frames = _plate_frames(site)
+    plate_at = {f.dim: f for f in frames}
+    enum_dims = (site.get("infer") or {}).get("_enum_dims", {})
+    dims, sizes = [], []
+    present = set()
+    for i, size in enumerate(tensor.shape):
+        pos = i - tensor.dim()
+        if size == 1:
+            continue
+        if pos in plate_at:
+            frame = plate_at[pos]
+            if size != frame.size:
+                raise ValueError(
+                    f"at site {site['name']!r}: dim {pos} has size {size} but plate "
+                    f"{frame.name!r} there has size {frame.size} (log_prob shape "
+                    f"{tuple(tensor.shape)})"
+                )
+            dims.append(frame.name)
+            present.add(pos)
+        elif pos in enum_dims:
+            dims.append(enum_dims[pos])
+        elif pos >= -max_plate_nesting:
+            raise ValueError(
+                f"at site {site['name']!r}: batch dim {pos} of log_prob shape "
+                f"{tuple(tensor.shape)} has size {size} but no plate in scope owns it (plates: "
+                f"{_fmt_frames(frames)}); wrap the site in an ember.plate(..., dim={pos}) or "
+                "move the dim into the event shape with .to_event()"
+            )
+        else:
+            raise ValueError(
+                f"at site {site['name']!r}: log_prob shape {tuple(tensor.shape)} uses dim {pos}, "
+                f"left of max_plate_nesting={max_plate_nesting}, which is not the enumeration dim "
+                "of any site it can see. Increase max_plate_nesting if the site has more plates, "
+                "or raise the history of ember.markov if it depends on an older enumerated site"
+            )
+        sizes.append(size)
+    packed = tensor.reshape(sizes)
+    for frame in frames:  # a plate the value does not vary along still counts each element
+        if frame.dim not in present and frame.size > 1:
+            packed = packed.unsqueeze(-1).expand(packed.shape + (frame.size,))
+            dims.append(frame.name)
+    return packed, tuple(dims), frozenset(f.name for f in frames)
+
+
+def _support_log_prob(fn, dim):
+    """``fn.log_prob`` of its own enumerated support placed along ``dim``, without a gather.
+
+    Returns None for distributions without this shortcut.
+    """
+    if isinstance(fn, torch.distributions.Categorical):
+        table = fn.logits  # batch_shape + (K,), normalized
+    elif isinstance(fn, torch.distributions.Bernoulli):
+        logits = fn.logits
+        table = torch.stack(
+            [-torch.nn.functional.softplus(logits), -torch.nn.functional.softplus(-logits)], -1
+        )
+    else:
+        return None
+    batch = table.dim() - 1
+    width = max(batch, -dim)
+    table = table.reshape((1,) * (width - batch) + table.shape)
+    return table.transpose(-1, dim - 1).squeeze(-1)
+
+
+def _site_factor(site, max_plate_nesting, log_prob=None) -> LogFactor:
+    if log_prob is None:
+        infer = site.get("infer") or {}
+        if infer.get("_enum_support_value"):
+            log_prob = _support_log_prob(site["fn"], infer["_enumerate_dim"])
+        if log_prob is None:
+            log_prob = site["fn"].log_prob(site["value"])
+    log_prob = scale_and_mask(log_prob, mask=site.get("mask"))
+    if not isinstance(log_prob, torch.Tensor):
+        log_prob = torch.as_tensor(log_prob, dtype=torch.get_default_dtype())
+    scale = site.get("scale", 1.0)
+    if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+        log_prob = log_prob * scale  # a per-element scale is folded into the values
+        scale = 1.0
+    num_samples = (site.get("infer") or {}).get("_enum_num_samples")
+    if num_samples is not None:  # Monte Carlo "enumeration": an average over the samples
+        log_prob = log_prob - log_prob.detach() - math.log(num_samples)
+    tensor, dims, ordinal = _pack(site, log_prob, max_plate_nesting)
+    return LogFactor(tensor, dims, ordinal, site["name"], scale)
+
+
+def _align(tensor, dims, target):
+    order = [dims.index(d) for d in target if d in dims]
+    return tensor.permute(order).reshape(
+        [tensor.shape[dims.index(d)] if d in dims else 1 for d in target]
+    )
+
+
+def _is_enumerated(site) -> bool:
+    return "_enumerate_dim" in (site.get("infer") or {})
+
+
+class TraceEnum_ELBO(ELBO):
+    """An ELBO that sums out enumerated discrete latent variables exactly.
+
+    Mark discrete sites with ``infer={"enumerate": "parallel"}`` (or use
+    :func:`~ember.infer.enum.config_enumerate`). Model sites that the guide does
+    not sample are summed out of the model's likelihood; guide sites are averaged
+    over exactly under the guide. Enumerated sites get tensor dims to the left of
+    ``max_plate_nesting``, which must therefore count every plate of model and
+    guide. ``"sequential"`` sites are enumerated by re-running the program.
+
+    Example::
+
+        >>> import torch, ember, ember.distributions as dist
+        >>> from ember.infer import TraceEnum_ELBO, config_enumerate
+        >>> data = torch.tensor([0.0, 5.0, 5.2])
+        >>> locs = torch.tensor([0.0, 5.0])
+        >>> @config_enumerate
+        ... def model():
+        ...     with ember.plate("data", 3):
+        ...         z = ember.sample("z", dist.Categorical(torch.tensor([0.5, 0.5])))
+        ...         ember.sample("x", dist.Normal(locs[z], 1.0), obs=data)
+        >>> def guide():
+        ...     pass
+        >>> loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
+        >>> components = dist.Normal(locs, 1.0).log_prob(data[:, None]) + torch.tensor(0.5).log()
+        >>> exact = torch.logsumexp(components, -1).sum()
+        >>> abs(loss + exact.item()) < 1e-4
+        True
+    """
+
+    # ------------------------------------------------------------ traces
+    def _guide_branches(self, guide, args, kwargs, max_plate_nesting):
+        first = -1 - max_plate_nesting
+
+        def run(fixed, discovered):
+            enum = EnumMessenger(first_available_dim=first)
+            traced = poutine.trace(enum(_SequentialChoices(fixed, discovered)(guide)))
+            trace = traced.get_trace(*args, **kwargs)
+            return prune_subsample_sites(trace)
+
+        return _iter_branches(run)
+
+    def _model_branches(self, model, guide_trace, args, kwargs, max_plate_nesting):
+        reserved = {
+            name: site["infer"]["_enumerate_dim"]
+            for name, site in guide_trace.nodes.items()
+            if site["type"] == "sample" and _is_enumerated(site)
+        }
+        first = min(list(reserved.values()) + [-max_plate_nesting]) - 1
+
+        def run(fixed, discovered):
+            enum = EnumMessenger(first_available_dim=first, reserved=reserved)
+            replayed = poutine.replay(model, trace=guide_trace)
+            traced = poutine.trace(enum(_SequentialChoices(fixed, discovered)(replayed)))
+            trace = traced.get_trace(*args, **kwargs)
+            return prune_subsample_sites(trace)
+
+        return _iter_branches(run)
+
+    # ------------------------------------------------------------ one particle
+    def _particle(self, model, guide, args, kwargs, max_plate_nesting, particles=None):
+        """``(elbo, surrogate_elbo, enumerated_anything)`` for one particle.
+
+        With vectorized particles, ``particles`` names their plate: values are then
+        kept per particle so each score-function term only sees its own particle.
+        """
+        elbo = surrogate = None
+        found_enum = False
+        for guide_trace in self._guide_branches(guide, args, kwargs, max_plate_nesting):
+            guide_sites = [
+                s
+                for s in guide_trace.nodes.values()
+                if s["type"] == "sample" and not s["is_observed"]
+            ]
+            guide_factors = {s["name"]: _site_factor(s, max_plate_nesting) for s in guide_sites}
+            enum_guide = [s for s in guide_sites if _is_enumerated(s)]
+            guide_ordinals = {s["name"]: guide_factors[s["name"]].ordinal for s in enum_guide}
+            measure = {s["name"]: guide_factors[s["name"]] for s in enum_guide}
+            seq_guide = [
+                s for s in guide_sites if (s.get("infer") or {}).get("enumerate") == "sequential"
+            ]
+            seq_names = {s["name"] for s in seq_guide}
+            found_enum = found_enum or bool(enum_guide) or bool(seq_guide)
+            log_weight = None  # log guide probability of this branch's sequential values
+            for s in seq_guide:
+                lp = guide_factors[s["name"]].tensor.sum()
+                log_weight = lp if log_weight is None else log_weight + lp
+
+            costs, model_enumerated = self._model_costs(
+                model, guide_trace, guide_ordinals, args, kwargs, max_plate_nesting
+            )
+            found_enum = found_enum or model_enumerated
+            cache = {}
+            terms = [
+                _expectation(cost, measure, guide_ordinals, cache, particles) for cost in costs
+            ]
+            terms += [
+                -_expectation(guide_factors[s["name"]], measure, guide_ordinals, cache, particles)
+                for s in guide_sites
+            ]
+            if not terms:
+                raise ValueError("TraceEnum_ELBO: the model and guide have no sample sites")
+            value = terms[0]
+            for term in terms[1:]:
+                value = value + term
+
+            score = None
+            for s in guide_sites:
+                if _is_enumerated(s) or s["name"] in seq_names:
+                    continue
+                if s["fn"].has_rsample:
+                    continue
+                f = guide_factors[s["name"]]
+                if any(d in guide_ordinals for d in f.dims):
+                    raise ValueError(
+                        f"guide site {s['name']!r} is sampled without reparameterization and "
+                        "depends on enumerated guide sites "
+                        f"{sorted(d for d in f.dims if d in guide_ordinals)}; enumerate it too "
+                        "(config_enumerate) or make its distribution reparameterizable"
+                    )
+                unscaled = scale_and_mask(s["fn"].log_prob(s["value"]), mask=s.get("mask"))
+                packed, dims, _ = _pack(s, unscaled, max_plate_nesting)
+                score = _plus(score, _reduce(packed, dims, particles))
+            if score is not None:
+                branch_surrogate = (value + score * value.detach()).sum()
+            else:
+                branch_surrogate = value.sum()
+            value = value.sum()
+            if log_weight is not None:
+                weight = log_weight.exp()
+                value, branch_surrogate = weight * value, weight * branch_surrogate
+            elbo = _plus(elbo, value)
+            surrogate = _plus(surrogate, branch_surrogate)
+        return elbo, surrogate, found_enum
+
+    def _model_costs(self, model, guide_trace, guide_ordinals, args, kwargs, max_plate_nesting):
+        branch_costs = []
+        enumerated = False
+        for model_trace in self._model_branches(
+            model, guide_trace, args, kwargs, max_plate_nesting
+        ):
+            if is_validation_enabled():
+                check_model_guide_match(model_trace, guide_trace, max_plate_nesting)
+            factors, var_ordinals, sum_vars = [], dict(guide_ordinals), set()
+            for site in model_trace.nodes.values():
+                if site["type"] != "sample":
+                    continue
+                f = _site_factor(site, max_plate_nesting)
+                factors.append(f)
+                infer = site.get("infer") or {}
+                if infer.get("enumerate") == "sequential" and site["name"] not in guide_trace.nodes:
+                    enumerated = True
+                if _is_enumerated(site) and site["name"] not in guide_ordinals:
+                    var_ordinals[site["name"]] = f.ordinal
+                    sum_vars.add(site["name"])
+                    enumerated = True
+            branch_costs.append(contract_tree(factors, var_ordinals, sum_vars))
+        if len(branch_costs) == 1:
+            return branch_costs[0], enumerated
+        if guide_ordinals:
+            raise ValueError(
+                "sequential enumeration of model sites cannot be combined with parallel "
+                f"enumeration in the guide (guide sites {sorted(guide_ordinals)}); enumerate "
+                "the model sites in parallel"
+            )
+        totals = torch.stack([_total(costs) for costs in branch_costs])
+        return [LogFactor(torch.logsumexp(totals, 0), (), frozenset(), "model")], enumerated
+
+    # ------------------------------------------------------------ interface
+    def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
+        if self.max_plate_nesting == math.inf:
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+        max_plate_nesting = int(self.max_plate_nesting)
+        if self.vectorize_particles and self.num_particles > 1:
+            model, guide = self._vectorized(model), self._vectorized(guide)
+            max_plate_nesting += 1
+            runs, particles = 1, "num_particles_vectorized"
+        else:
+            runs, particles = self.num_particles, None
+        elbo = surrogate = None
+        found_enum = False
+        for _ in range(runs):
+            e, s, found = self._particle(model, guide, args, kwargs, max_plate_nesting, particles)
+            elbo, surrogate, found_enum = _plus(elbo, e), _plus(surrogate, s), found_enum or found
+        if self.strict_enumeration_warning and not found_enum:
+            warnings.warn(
+                "TraceEnum_ELBO found no sample sites configured for enumeration; mark discrete "
+                "sites with infer={'enumerate': 'parallel'} or use config_enumerate, or use "
+                "Trace_ELBO",
+                UserWarning,
+                stacklevel=3,
+            )
+        n = self.num_particles
+        loss = -elbo if n == 1 else -elbo / n
+        if surrogate is elbo:
+            surrogate_loss = loss
+        else:
+            surrogate_loss = -surrogate if n == 1 else -surrogate / n
+        if differentiable:
+            self._differentiable.append(surrogate_loss - surrogate_loss.detach() + loss.detach())
+        if backward and surrogate_loss.requires_grad:
+            surrogate_loss.backward(retain_graph=self.retain_graph)
+        return loss.detach()
+
+
+def _plus(total, value):
+    return value if total is None else total + value
+
+
+def _total(factors):
+    value = 0.0
+    for f in factors:
+        if f.dims and not all(d in f.ordinal for d in f.dims):
+            raise IntractableError(f"factor {f.name!r} still depends on {f.dims}")
+        value = value + f.tensor.sum() * f.scale
+    return value
+
+
+def _reduce(tensor, dims, keep):
+    """Sum every dim of ``tensor`` except the one named ``keep`` (if it has it)."""
+    if keep is None or keep not in dims:
+        return tensor.sum()
+    i = dims.index(keep)
+    others = [j for j in range(len(dims)) if j != i]
+    return tensor.sum(others) if others else tensor
+
+
+def _expectation(cost: LogFactor, measure, guide_ordinals, cache, keep=None) -> torch.Tensor:
+    """The expected plate-summed value of ``cost`` under the enumerated guide sites."""
+    value = cost.tensor
+    if not (isinstance(cost.scale, (int, float)) and cost.scale == 1):
+        value = value * cost.scale
+    targets = tuple(d for d in cost.dims if d in guide_ordinals)
+    if not targets:
+        return _reduce(value, cost.dims, keep)
+    key = (frozenset(targets), cost.ordinal)
+    if key not in cache:
+        cache[key] = ancestral_marginal(measure, targets, cost.ordinal)
+    m = cache[key]
+    dims = list(m.dims) + [d for d in cost.dims if d not in m.dims]
+    probs = _align(m.tensor.exp(), m.dims, dims)
+    return _reduce(probs * _align(value, cost.dims, dims), tuple(dims), keep)

@@ -1,0 +1,446 @@
+"""PyroOptim: a torch optimizer that takes up parameters as they appear.
+
+Inference code creates parameters on the fly (``ember.param`` inside a model
+or a guide), so the optimizer cannot be told its parameters up front.
+:class:`PyroOptim` is called with the parameters of the current step; the ones
+it has not seen yet are taken up into a *group*, and every group is one torch
+optimizer whose single ``param_group`` holds all parameters that share the
+same optimizer arguments. With a dict of arguments there is a single group, so
+torch's multi-tensor (foreach) kernels update every parameter in one pass,
+instead of one optimizer per parameter.
+
+Optimizer state is saved and restored per parameter *name* (the name the
+parameter has in ember's param store), in the layout of a one-parameter torch
+``state_dict``: ``{name: {"state": {0: ...}, "param_groups": [{..., "params": [0]}]}}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import torch
+from torch.optim import Optimizer
+
+__all__ = ["PyroOptim", "OptimArgs"]
+
+#: ``optim_args``: a dict of optimizer arguments, or a callable of
+#: ``(module_name, param_name)`` returning such a dict.
+OptimArgs = Union[Dict[str, Any], Callable[[Optional[str], str], Dict[str, Any]]]
+
+_CLIP_KEYS = ("clip_norm", "clip_value")
+_MODULE_SEPARATOR = "$$$"
+# Per-parameter state entries that must have the parameter's shape.
+_SHAPED_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg")
+
+
+def _param_name_in_store(p: torch.Tensor) -> str | None:
+    """The name of ``p`` in ember's global param store, or ``None`` if it is not there."""
+    # imported here: the primitives import the whole runtime, which needs no optimizer
+    from ember.primitives import get_param_store
+
+    return get_param_store().param_name(p)
+
+
+def _split_name(name: str) -> Tuple[str | None, str]:
+    """``"encoder$$$fc.weight"`` -> ``("encoder", "fc.weight")``; no module -> ``None``."""
+    if _MODULE_SEPARATOR in name:
+        module_name, param_name = name.split(_MODULE_SEPARATOR, 1)
+        return module_name, param_name
+    return None, name
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable key for an argument dict, so equal arguments share a group."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return ("tensor", id(value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
+
+
+def _clone_state(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone_state(v) for v in value)
+    return copy.copy(value)
+
+
+class _Group:
+    """One torch optimizer, its one param group, its clip settings (and scheduler)."""
+
+    __slots__ = ("optimizer", "clip", "scheduler")
+
+    def __init__(self, optimizer: Optimizer, clip: Dict[str, float] | None):
+        self.optimizer = optimizer
+        self.clip = clip
+        self.scheduler = None
+
+    @property
+    def params(self) -> List[torch.Tensor]:
+        return self.optimizer.param_groups[0]["params"]
+
+
+class _Entry:
+    """What the optimizer knows about one parameter."""
+
+    __slots__ = ("tensor", "name", "group")
+
+    def __init__(self, tensor: torch.Tensor, name: str, group: _Group):
+        self.tensor = tensor
+        self.name = name
+        self.group = group
+
+
+class PyroOptim:
+    """Wrap a torch optimizer class so it takes up parameters as they appear.
+
+    Call the instance with the (unconstrained) parameters of a step, after
+    their gradients have been computed: ``optim(params)``. Parameters seen for
+    the first time join the group of parameters with the same arguments (one
+    torch optimizer per distinct argument dict, each with one param group);
+    then every group that holds a passed parameter takes one step. Parameters
+    whose ``.grad`` is ``None`` are left unchanged, as are known parameters not
+    passed in this call.
+
+    :param optim_constructor: a ``torch.optim.Optimizer`` subclass (or a callable
+        ``(params, **optim_args) -> Optimizer``).
+    :param optim_args: a dict of the optimizer's arguments (e.g. ``{"lr": 0.01}``),
+        or a callable of ``(module_name, param_name)`` returning such a dict, where
+        ``param_name`` is the parameter's name in the param store and
+        ``module_name`` the prefix before ``"$$$"`` for parameters of an
+        ``ember.module`` (else ``None``). Parameters with equal arguments share
+        one group.
+    :param clip_args: ``None``, a dict with ``clip_norm`` (each parameter's
+        gradient is rescaled so its 2-norm is at most ``clip_norm``) and/or
+        ``clip_value`` (gradients are clamped elementwise), or a callable of
+        ``(module_name, param_name)`` returning such a dict.
+
+    Parameters that are not in ember's param store (plain tensors) are named
+    ``"_param_0"``, ``"_param_1"``, ... in the order they are first seen.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import PyroOptim
+        >>> x = torch.tensor([0.0, 0.0], requires_grad=True)
+        >>> optim = PyroOptim(torch.optim.SGD, {"lr": 0.1})
+        >>> ((x - torch.tensor([1.0, 2.0])) ** 2).sum().backward()
+        >>> optim([x])
+        >>> x.detach()
+        tensor([0.2000, 0.4000])
+        >>> sorted(optim.get_state())
+        ['_param_0']
+    """
+
+    def __init__(
+        self,
+        optim_constructor: Callable[..., Optimizer],
+        optim_args: OptimArgs,
+        clip_args: OptimArgs | None = None,
+    ):
+        if not callable(optim_constructor):
+            raise TypeError(
+                "PyroOptim: optim_constructor must be a torch.optim.Optimizer class, "
+                f"got {optim_constructor!r}"
+            )
+        if not (isinstance(optim_args, dict) or callable(optim_args)):
+            raise TypeError(
+                "PyroOptim: optim_args must be a dict such as {'lr': 0.01} or a callable "
+                f"(module_name, param_name) -> dict, got {type(optim_args).__name__}"
+            )
+        if clip_args is not None and not (isinstance(clip_args, dict) or callable(clip_args)):
+            raise TypeError(
+                "PyroOptim: clip_args must be None, a dict such as {'clip_norm': 10.0} "
+                f"or a callable (module_name, param_name) -> dict, got {type(clip_args).__name__}"
+            )
+        if isinstance(optim_args, dict):
+            self._check_args(optim_args, "optim_args")
+        if isinstance(clip_args, dict):
+            self._check_clip(clip_args, "clip_args")
+        self.pt_optim_constructor = optim_constructor
+        self.pt_optim_args = optim_args
+        self.pt_clip_args = clip_args
+        self._groups: Dict[Any, _Group] = {}
+        self._entries: Dict[int, _Entry] = {}  # id(tensor) -> entry
+        self._by_name: Dict[str, _Entry] = {}
+        self._pending: Dict[str, dict] = {}  # saved state of parameters not seen yet
+        self._num_unnamed = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pt_optim_args!r})"
+
+    # ----------------------------------------------------------------- stepping
+    def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
+        """Take up new parameters, clip their gradients and take one step.
+
+        :param params: the parameters of this step (their gradients computed).
+        :param args, kwargs: passed on to each torch optimizer's ``step``
+            (e.g. ``closure=...`` for LBFGS).
+        """
+        passed: Dict[int, List[torch.Tensor]] = {}
+        groups: Dict[int, _Group] = {}
+        for p in params:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(
+                    f"{type(self).__name__}: expected an iterable of tensors, got an element "
+                    f"of type {type(p).__name__}"
+                )
+            entry = self._entries.get(id(p))
+            if entry is None or entry.tensor is not p:
+                entry = self._take_up(p)
+            key = id(entry.group)
+            groups[key] = entry.group
+            passed.setdefault(key, []).append(p)
+        for key, group in groups.items():
+            group_params = passed[key]
+            if group.clip is not None:
+                self._clip(group.clip, group_params)
+            self._step_group(group, group_params, args, kwargs)
+
+    @staticmethod
+    def _step_group(group: _Group, passed: List[torch.Tensor], args, kwargs) -> None:
+        if len(passed) == len(group.params):
+            group.optimizer.step(*args, **kwargs)
+            return
+        # Hide the gradients of this group's parameters that were not passed.
+        passed_ids = {id(p) for p in passed}
+        hidden = [
+            (q, q.grad) for q in group.params if id(q) not in passed_ids and q.grad is not None
+        ]
+        for q, _ in hidden:
+            q.grad = None
+        try:
+            group.optimizer.step(*args, **kwargs)
+        finally:
+            for q, g in hidden:
+                q.grad = g
+
+    @staticmethod
+    def _clip(clip: Dict[str, float], params: List[torch.Tensor]) -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        if "clip_norm" in clip:
+            max_norm = float(clip["clip_norm"])
+            for g in grads:  # each parameter's gradient separately
+                norm = torch.linalg.vector_norm(g)
+                g.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        if "clip_value" in clip:
+            v = float(clip["clip_value"])
+            for g in grads:
+                g.clamp_(-v, v)
+
+    # ------------------------------------------------------- taking parameters up
+    def _name_of(self, p: torch.Tensor) -> str:
+        name = _param_name_in_store(p)
+        if name is None:
+            name = f"_param_{self._num_unnamed}"
+            self._num_unnamed += 1
+        return name
+
+    @staticmethod
+    def _check_args(args: Any, what: str) -> Dict[str, Any]:
+        if not isinstance(args, dict):
+            raise TypeError(f"PyroOptim: {what} must give a dict, got {type(args).__name__}")
+        if "params" in args:
+            raise ValueError(
+                f"PyroOptim: {what} must not contain 'params'; parameters are taken up "
+                "when the optimizer is called with them"
+            )
+        return args
+
+    @staticmethod
+    def _check_clip(clip: Any, what: str) -> Dict[str, float] | None:
+        if clip is None:
+            return None
+        if not isinstance(clip, dict):
+            raise TypeError(f"PyroOptim: {what} must give a dict, got {type(clip).__name__}")
+        unknown = set(clip) - set(_CLIP_KEYS)
+        if unknown:
+            raise ValueError(
+                f"PyroOptim: unknown {what} keys {sorted(unknown)}; expected "
+                f"'clip_norm' and/or 'clip_value'"
+            )
+        for k, v in clip.items():
+            if not float(v) > 0:
+                raise ValueError(f"PyroOptim: {what}[{k!r}] must be positive, got {v!r}")
+        return clip or None
+
+    def _args_for(self, spec: Any, name: str) -> Any:
+        if callable(spec) and not isinstance(spec, dict):
+            module_name, param_name = _split_name(name)
+            return spec(module_name, param_name)
+        return spec
+
+    def _take_up(self, p: torch.Tensor) -> _Entry:
+        name = self._name_of(p)
+        old = self._by_name.get(name)
+        if old is not None:
+            self._forget(old)  # a new tensor under a known name replaces the old one
+        args = self._check_args(self._args_for(self.pt_optim_args, name), "optim_args")
+        clip = self._check_clip(self._args_for(self.pt_clip_args, name), "clip_args")
+        key = (_freeze(args), _freeze(clip))
+        group = self._groups.get(key)
+        if group is None:
+            try:
+                optimizer = self.pt_optim_constructor([p], **args)
+            except (TypeError, ValueError) as e:
+                raise type(e)(
+                    f"{type(self).__name__}: could not build "
+                    f"{getattr(self.pt_optim_constructor, '__name__', self.pt_optim_constructor)}"
+                    f" for parameter {name!r} with arguments {args!r}: {e}"
+                ) from e
+            group = _Group(optimizer, clip)
+            self._groups[key] = group
+            self._group_created(group)
+        else:
+            group.params.append(p)
+        entry = _Entry(p, name, group)
+        self._entries[id(p)] = entry
+        self._by_name[name] = entry
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            self._apply_state(entry, pending)
+        return entry
+
+    def _group_created(self, group: _Group) -> None:
+        """Hook for subclasses (the schedulers attach one scheduler per group)."""
+
+    def _forget(self, entry: _Entry) -> None:
+        group = entry.group
+        group.params[:] = [q for q in group.params if q is not entry.tensor]
+        group.optimizer.state.pop(entry.tensor, None)
+        del self._entries[id(entry.tensor)]
+        del self._by_name[entry.name]
+
+    # ------------------------------------------------------------------- state
+    def _entry_state(self, entry: _Entry) -> dict:
+        optimizer = entry.group.optimizer
+        pstate = optimizer.state.get(entry.tensor, {})
+        options = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+        state = {
+            "state": {0: _clone_state(dict(pstate))},
+            "param_groups": [dict(_clone_state(options), params=[0])],
+        }
+        if entry.group.scheduler is not None:
+            state["scheduler"] = _clone_state(entry.group.scheduler.state_dict())
+        return state
+
+    def get_state(self) -> Dict[str, dict]:
+        """The optimizer state of every parameter, keyed by parameter name.
+
+        Each value has the layout of a one-parameter torch ``state_dict``:
+        ``{"state": {0: {...}}, "param_groups": [{"lr": ..., ..., "params": [0]}]}``
+        (plus ``"scheduler"`` for the learning-rate schedulers). Tensors are
+        copies, so the snapshot does not change as training goes on. State
+        loaded for parameters not seen since is included unchanged.
+        """
+        state = {name: _clone_state(s) for name, s in self._pending.items()}
+        for name, entry in self._by_name.items():
+            state[name] = self._entry_state(entry)
+        return state
+
+    def set_state(self, state_dict: Dict[str, dict]) -> None:
+        """Restore state from :meth:`get_state`; parameters not seen yet get it on arrival."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(
+                f"{type(self).__name__}.set_state: expected a dict of parameter name -> state, "
+                f"got {type(state_dict).__name__}"
+            )
+        for name, entry_state in state_dict.items():
+            if (
+                not isinstance(entry_state, dict)
+                or not isinstance(entry_state.get("state"), dict)
+                or not isinstance(entry_state.get("param_groups"), (list, tuple))
+            ):
+                raise ValueError(
+                    f"{type(self).__name__}.set_state: the state of parameter {name!r} is not "
+                    "in the layout get_state() returns ({'state': {...}, 'param_groups': [...]})"
+                )
+        for name, entry_state in state_dict.items():
+            entry = self._by_name.get(name)
+            if entry is None:
+                self._pending[name] = entry_state
+            else:
+                self._apply_state(entry, entry_state)
+
+    def _apply_state(self, entry: _Entry, saved: dict) -> None:
+        p = entry.tensor
+        group = entry.group
+        per_param = saved["state"]
+        pstate = per_param.get(0, next(iter(per_param.values()), {})) if per_param else {}
+        restored = {}
+        for k, v in pstate.items():
+            if isinstance(v, torch.Tensor):
+                if k in _SHAPED_STATE_KEYS and v.shape != p.shape:
+                    raise ValueError(
+                        f"{type(self).__name__}: saved optimizer state {k!r} of parameter "
+                        f"{entry.name!r} has shape {tuple(v.shape)} but the parameter has shape "
+                        f"{tuple(p.shape)}; was the state saved for a different model?"
+                    )
+                if k == "step":
+                    v = v.detach().clone()
+                elif v.is_floating_point():
+                    v = v.detach().to(device=p.device, dtype=p.dtype).clone()
+                else:
+                    v = v.detach().to(device=p.device).clone()
+            else:
+                v = _clone_state(v)
+            restored[k] = v
+        group.optimizer.state[p] = restored
+        groups = saved["param_groups"]
+        if groups:
+            for k, v in groups[0].items():
+                if k != "params":
+                    group.optimizer.param_groups[0][k] = _clone_state(v)
+        if group.scheduler is not None and "scheduler" in saved:
+            group.scheduler.load_state_dict(_clone_state(saved["scheduler"]))
+
+    def save(self, filename: Union[str, os.PathLike]) -> None:
+        """Save the optimizer state to ``filename`` (written atomically).
+
+        The file is written next to its destination and renamed over it, so a
+        crash never leaves a half-written file.
+        """
+        filename = os.fspath(filename)
+        directory = os.path.dirname(os.path.abspath(filename))
+        fd, tmp = tempfile.mkstemp(prefix=".ember-optim-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(self.get_state(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filename)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load(self, filename: Union[str, os.PathLike]) -> None:
+        """Load optimizer state saved by :meth:`save` (no code in the file is run).
+
+        The file is read with ``torch.load(..., weights_only=True)``; state
+        tensors are moved to each parameter's device and dtype when applied.
+        """
+        try:
+            state = torch.load(os.fspath(filename), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # unpickling errors of foreign or unsafe files
+            raise ValueError(
+                f"{type(self).__name__}.load: {os.fspath(filename)!r} is not an optimizer "
+                f"state file written by save() ({type(e).__name__}: {e})"
+            ) from e
+        self.set_state(state)

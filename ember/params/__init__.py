@@ -1,0 +1,16 @@
+"""The parameter store: named, constrained, learnable tensors (``ember.param``)."""
+
+from ember.params.param_store import (
+    _MODULE_NAMESPACE_DIVIDER,
+    ParamStoreDict,
+    module_from_param_with_module_name,
+    param_with_module_name,
+    user_param_name,
+)
+
+__all__ = [
+    "ParamStoreDict",
+    "module_from_param_with_module_name",
+    "param_with_module_name",
+    "user_param_name",
+]

@@ -1,0 +1,489 @@
+"""ParamStoreDict: the global store behind ``ember.param``, with safe save/load.
+
+Parameters are stored *unconstrained* (real-valued leaf tensors that the
+optimizer updates) together with their constraint; reading a parameter maps
+it onto its constraint. Files written by :meth:`ParamStoreDict.save` contain
+only tensors, numbers and strings, so :meth:`ParamStoreDict.load` reads them
+with ``torch.load(weights_only=True)`` and never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import pickle
+import tempfile
+import weakref
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Tuple, Union
+
+import torch
+from torch.distributions import constraints as _tc
+from torch.distributions import transform_to
+
+from ember.util import is_validation_enabled
+
+_MODULE_NAMESPACE_DIVIDER = "$$$"
+_FILE_TAG = "ember_param_store"
+_FILE_VERSION = 1
+
+
+def param_with_module_name(pyro_name: str, param_name: str) -> str:
+    """``"encoder"``, ``"fc.weight"`` -> ``"encoder$$$fc.weight"``.
+
+    Example::
+
+        >>> param_with_module_name("encoder", "fc.weight")
+        'encoder$$$fc.weight'
+    """
+    return _MODULE_NAMESPACE_DIVIDER.join([pyro_name, param_name])
+
+
+def module_from_param_with_module_name(param_name: str) -> str:
+    """The module part of a prefixed parameter name.
+
+    Example::
+
+        >>> module_from_param_with_module_name("encoder$$$fc.weight")
+        'encoder'
+    """
+    return param_name.split(_MODULE_NAMESPACE_DIVIDER)[0]
+
+
+def user_param_name(param_name: str) -> str:
+    """The parameter part of a prefixed name (the name itself if unprefixed).
+
+    Example::
+
+        >>> user_param_name("encoder$$$fc.weight"), user_param_name("loc")
+        ('fc.weight', 'loc')
+    """
+    if _MODULE_NAMESPACE_DIVIDER in param_name:
+        return param_name.split(_MODULE_NAMESPACE_DIVIDER)[1]
+    return param_name
+
+
+# ------------------------------------------------------------------ constraints
+# name -> constraint for argument-free constraints; class -> (name, arg names) otherwise.
+_SINGLETONS: Dict[str, Any] = {}
+_SINGLETON_NAMES: Dict[int, str] = {}
+_PARAMETRIZED: Dict[type, Tuple[str, Tuple[str, ...]]] = {}
+_PARAMETRIZED_BY_NAME: Dict[str, Tuple[type, Tuple[str, ...]]] = {}
+
+
+def register_constraint(name: str, constraint=None, cls: type | None = None, args=()):
+    """Register a constraint for save/load: an instance by ``name``, or a class with its
+    argument attributes ``args`` (numbers, tensors, or nested constraints).
+
+    Example::
+
+        >>> from ember.distributions import constraints
+        >>> from ember.params.param_store import register_constraint, _encode_constraint
+        >>> _encode_constraint(constraints.greater_than(1.5))
+        {'name': 'greater_than', 'args': {'lower_bound': 1.5}}
+    """
+    if constraint is not None:
+        _SINGLETONS.setdefault(name, constraint)
+        _SINGLETON_NAMES.setdefault(id(constraint), name)
+    if cls is not None:
+        _PARAMETRIZED.setdefault(cls, (name, tuple(args)))
+        _PARAMETRIZED_BY_NAME.setdefault(name, (cls, tuple(args)))
+
+
+def _build_registry() -> None:
+    if _SINGLETONS:
+        return
+    import ember.distributions.constraints as ec
+
+    for mod in (_tc, ec):
+        for attr in sorted(vars(mod)):
+            obj = getattr(mod, attr)
+            if isinstance(obj, _tc.Constraint) and not attr.startswith("_"):
+                register_constraint(attr, obj)
+    table = [
+        ("greater_than", "_GreaterThan", ("lower_bound",)),
+        ("greater_than_eq", "_GreaterThanEq", ("lower_bound",)),
+        ("less_than", "_LessThan", ("upper_bound",)),
+        ("interval", "_Interval", ("lower_bound", "upper_bound")),
+        ("half_open_interval", "_HalfOpenInterval", ("lower_bound", "upper_bound")),
+        ("integer_interval", "_IntegerInterval", ("lower_bound", "upper_bound")),
+        ("integer_greater_than", "_IntegerGreaterThan", ("lower_bound",)),
+        ("integer_less_than", "_IntegerLessThan", ("upper_bound",)),
+        ("multinomial", "_Multinomial", ("upper_bound",)),
+        ("independent", "_IndependentConstraint", ("base_constraint", "reinterpreted_batch_ndims")),
+    ]
+    for name, clsname, args in table:
+        cls = getattr(_tc, clsname, None)
+        if cls is not None:
+            register_constraint(name, cls=cls, args=args)
+
+
+def _encode_arg(value, where):
+    if isinstance(value, _tc.Constraint):
+        return {"constraint": _encode_constraint(value, where)}
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (bool, numbers.Number)):
+        return value
+    raise ValueError(f"{where}: cannot save constraint argument {value!r} of type {type(value)}")
+
+
+def _encode_constraint(constraint, where: str = "constraint") -> dict:
+    _build_registry()
+    name = _SINGLETON_NAMES.get(id(constraint))
+    if name is not None:
+        return {"name": name, "args": {}}
+    entry = _PARAMETRIZED.get(type(constraint))
+    if entry is None:
+        # A fresh instance of an argument-free constraint class counts as the singleton.
+        for sname, single in _SINGLETONS.items():
+            if type(single) is type(constraint) and vars(single) == vars(constraint):
+                return {"name": sname, "args": {}}
+        raise ValueError(
+            f"{where}: cannot save constraint {constraint!r} ({type(constraint).__name__}); it is "
+            "not a registered constraint. Register it with "
+            "ember.params.param_store.register_constraint(name, instance) or use a constraint "
+            "from ember.distributions.constraints."
+        )
+    name, argnames = entry
+    return {
+        "name": name,
+        "args": {a: _encode_arg(getattr(constraint, a), where) for a in argnames},
+    }
+
+
+def _decode_arg(value, map_location):
+    if isinstance(value, dict) and set(value) == {"constraint"}:
+        return _decode_constraint(value["constraint"], map_location)
+    if isinstance(value, torch.Tensor) and map_location is not None:
+        return value.to(map_location) if not callable(map_location) else value
+    return value
+
+
+def _decode_constraint(data, map_location=None):
+    _build_registry()
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError(f"malformed constraint record in param-store file: {data!r}")
+    name = data["name"]
+    args = data.get("args", {})
+    if name in _SINGLETONS and not args:
+        return _SINGLETONS[name]
+    if name in _PARAMETRIZED_BY_NAME:
+        cls, argnames = _PARAMETRIZED_BY_NAME[name]
+        if not isinstance(args, dict) or set(args) != set(argnames):
+            raise ValueError(
+                f"malformed constraint record {name!r} in param-store file: expected arguments "
+                f"{argnames}, got {args!r}"
+            )
+        return cls(*(_decode_arg(args[a], map_location) for a in argnames))
+    raise ValueError(f"unknown constraint {name!r} in param-store file")
+
+
+# -------------------------------------------------------------------- store
+class ParamStoreDict:
+    """Global key-value store of learnable parameters, used by ``ember.param``.
+
+    Values are kept unconstrained (``named_parameters``) and returned
+    constrained (``store[name]``); the constrained tensor has an
+    ``unconstrained()`` method returning the leaf tensor the optimizer updates.
+
+    Example::
+
+        >>> import torch, ember
+        >>> from ember.distributions import constraints
+        >>> store = ember.get_param_store(); store.clear()
+        >>> s = ember.param("s", torch.tensor(2.0), constraint=constraints.positive)
+        >>> s.detach(), store["s"].detach()
+        (tensor(2.), tensor(2.))
+        >>> dict(store.named_parameters())["s"]
+        tensor(0.6931, requires_grad=True)
+        >>> "s" in store, list(store.keys())
+        (True, ['s'])
+    """
+
+    def __init__(self):
+        self._params: Dict[str, torch.Tensor] = {}
+        self._param_to_name: Dict[torch.Tensor, str] = {}
+        self._constraints: Dict[str, Any] = {}
+        self._transforms: Dict[str, Any] = {}
+
+    # ------------------------------------------------------------ mapping
+    def clear(self) -> None:
+        """Remove every parameter."""
+        self._params = {}
+        self._param_to_name = {}
+        self._constraints = {}
+        self._transforms = {}
+
+    def items(self) -> Iterator[Tuple[str, torch.Tensor]]:
+        """``(name, constrained value)`` pairs."""
+        for name in list(self._params):
+            yield name, self[name]
+
+    def keys(self):
+        """Parameter names."""
+        return self._params.keys()
+
+    def values(self) -> Iterator[torch.Tensor]:
+        """Constrained values."""
+        for _, value in self.items():
+            yield value
+
+    def __bool__(self) -> bool:
+        return bool(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __contains__(self, name) -> bool:
+        return name in self._params
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._params))
+
+    def __delitem__(self, name: str) -> None:
+        unconstrained = self._params.pop(name)
+        self._param_to_name.pop(unconstrained, None)
+        self._constraints.pop(name, None)
+        self._transforms.pop(name, None)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            unconstrained = self._params[name]
+        except KeyError:
+            raise KeyError(
+                f"no parameter named {name!r} in the param store; create it with an initial "
+                f"value, e.g. ember.param({name!r}, torch.zeros(...))"
+            ) from None
+        transform = self._transforms.get(name)
+        if transform is None:
+            transform = transform_to(self._constraints[name])
+            self._transforms[name] = transform
+        constrained = transform(unconstrained)
+        if constrained is unconstrained:
+            if not hasattr(unconstrained, "unconstrained"):
+                unconstrained.unconstrained = weakref.ref(unconstrained)
+        else:
+            constrained.unconstrained = weakref.ref(unconstrained)
+        return constrained
+
+    def __setitem__(self, name: str, new_constrained_value: torch.Tensor) -> None:
+        constraint = self._constraints.setdefault(name, _tc.real)
+        if not isinstance(new_constrained_value, torch.Tensor):
+            raise TypeError(
+                f"parameter {name!r} must be a torch.Tensor, got "
+                f"{type(new_constrained_value).__name__}"
+            )
+        transform = transform_to(constraint)
+        self._transforms[name] = transform
+        with torch.no_grad():
+            unconstrained = transform.inv(new_constrained_value)
+            if unconstrained is new_constrained_value:
+                if not (unconstrained.is_leaf and unconstrained.requires_grad):
+                    unconstrained = unconstrained.detach()
+            unconstrained = unconstrained.contiguous()
+        if not unconstrained.requires_grad:
+            unconstrained.requires_grad_(True)
+        old = self._params.get(name)
+        if old is not None:
+            self._param_to_name.pop(old, None)
+        self._params[name] = unconstrained
+        self._param_to_name[unconstrained] = name
+
+    def setdefault(self, name: str, init_constrained_value, constraint=_tc.real) -> torch.Tensor:
+        """Create ``name`` from ``init_constrained_value`` (a tensor or a callable returning one)
+        unless it exists; return its constrained value."""
+        if name not in self._params:
+            if callable(init_constrained_value) and not isinstance(
+                init_constrained_value, torch.Tensor
+            ):
+                init_constrained_value = init_constrained_value()
+            if not isinstance(init_constrained_value, torch.Tensor):
+                raise TypeError(
+                    f"ember.param({name!r}, ...): the initial value must be a torch.Tensor (or a "
+                    f"callable returning one), got {type(init_constrained_value).__name__}"
+                )
+            if is_validation_enabled():
+                _check_constraint(name, init_constrained_value, constraint)
+            self._constraints[name] = constraint
+            self[name] = init_constrained_value
+        return self[name]
+
+    def get_param(self, name: str, init_tensor=None, constraint=_tc.real, event_dim=None):
+        """The constrained value of ``name``, creating it from ``init_tensor`` if absent."""
+        if init_tensor is None:
+            return self[name]
+        return self.setdefault(name, init_tensor, constraint)
+
+    def named_parameters(self) -> Iterator[Tuple[str, torch.Tensor]]:
+        """``(name, unconstrained leaf tensor)`` pairs."""
+        return iter(list(self._params.items()))
+
+    def get_all_param_names(self):
+        """All parameter names."""
+        return list(self._params)
+
+    def replace_param(self, param_name: str, new_param: torch.Tensor, old_param: torch.Tensor):
+        """Replace ``param_name`` (currently ``old_param``) with the constrained ``new_param``."""
+        current = self._params.get(param_name)
+        old_u = old_param.unconstrained() if hasattr(old_param, "unconstrained") else old_param
+        if current is None or current is not old_u:
+            raise ValueError(
+                f"replace_param: {param_name!r} is not currently the given old_param; read it "
+                "again with ember.param(name) before replacing it"
+            )
+        self[param_name] = new_param
+
+    def param_name(self, p: torch.Tensor) -> str | None:
+        """The name of the unconstrained parameter ``p`` (None if not in the store)."""
+        return self._param_to_name.get(p)
+
+    # --------------------------------------------------------------- state
+    def get_state(self) -> dict:
+        """``{"params": {name: unconstrained}, "constraints": {name: constraint}}``."""
+        return {"params": dict(self._params), "constraints": dict(self._constraints)}
+
+    def set_state(self, state: dict) -> None:
+        """Add the parameters of a :meth:`get_state` result to the store."""
+        if not isinstance(state, dict) or "params" not in state:
+            raise ValueError("set_state expects a dict with 'params' (and 'constraints')")
+        constraints = state.get("constraints", {})
+        for name, value in state["params"].items():
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"set_state: parameter {name!r} is not a tensor")
+            old = self._params.get(name)
+            if old is not None:
+                self._param_to_name.pop(old, None)
+            if not value.requires_grad and value.is_leaf:
+                value.requires_grad_(True)
+            self._params[name] = value
+            self._param_to_name[value] = name
+            self._constraints[name] = constraints.get(name, _tc.real)
+            self._transforms.pop(name, None)
+
+    def save(self, filename: Union[str, os.PathLike]) -> None:
+        """Write the store to ``filename`` atomically (a temp file, then ``os.replace``).
+
+        Example::
+
+            >>> import os, tempfile, torch, ember
+            >>> store = ember.get_param_store(); store.clear()
+            >>> _ = ember.param("a", torch.ones(2))
+            >>> path = os.path.join(tempfile.mkdtemp(), "params.pt")
+            >>> store.save(path); store.clear(); store.load(path)
+            >>> store["a"]
+            tensor([1., 1.], requires_grad=True)
+        """
+        params = {}
+        constraints = {}
+        for name, value in self._params.items():
+            params[name] = value.detach()
+            constraints[name] = _encode_constraint(
+                self._constraints.get(name, _tc.real), f"parameter {name!r}"
+            )
+        state = {
+            "format": _FILE_TAG,
+            "version": _FILE_VERSION,
+            "params": params,
+            "constraints": constraints,
+        }
+        filename = os.fspath(filename)
+        directory = os.path.dirname(os.path.abspath(filename))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-params-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, filename)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load(self, filename: Union[str, os.PathLike], map_location=None) -> None:
+        """Read parameters saved by :meth:`save`; never executes code from the file."""
+        filename = os.fspath(filename)
+        try:
+            with open(filename, "rb") as f:
+                state = torch.load(f, map_location=map_location, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as e:
+            raise ValueError(
+                f"{filename!r} is not a readable ember param-store file (only tensors, numbers "
+                f"and strings are accepted; files that would run code are refused): {e}"
+            ) from None
+        if (
+            not isinstance(state, dict)
+            or state.get("format") != _FILE_TAG
+            or not isinstance(state.get("params"), dict)
+            or not isinstance(state.get("constraints"), dict)
+        ):
+            raise ValueError(
+                f"{filename!r} is not an ember param-store file (written by ParamStore.save)"
+            )
+        if state.get("version") != _FILE_VERSION:
+            raise ValueError(
+                f"{filename!r}: unsupported param-store version {state.get('version')}"
+            )
+        params = {}
+        constraints = {}
+        for name, value in state["params"].items():
+            if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+                raise ValueError(f"{filename!r}: malformed parameter entry {name!r}")
+            params[name] = value.detach().requires_grad_(value.is_floating_point())
+            record = state["constraints"].get(name, {"name": "real", "args": {}})
+            constraints[name] = _decode_constraint(record, map_location)
+        self.set_state({"params": params, "constraints": constraints})
+
+    @contextmanager
+    def scope(self, state: dict | None = None):
+        """Use a separate set of parameters inside the block (``state`` or empty).
+
+        Example::
+
+            >>> import torch, ember
+            >>> store = ember.get_param_store(); store.clear()
+            >>> _ = ember.param("outer", torch.zeros(1))
+            >>> with store.scope() as inner:
+            ...     _ = ember.param("inner", torch.ones(1))
+            ...     sorted(store.keys())
+            ['inner']
+            >>> sorted(store.keys()), sorted(inner["params"])
+            (['outer'], ['inner'])
+        """
+        if state is None:
+            state = {"params": {}, "constraints": {}}
+        old_state = self.get_state()
+        try:
+            self.clear()
+            self.set_state(state)
+            yield state
+        finally:
+            inner = self.get_state()
+            state["params"] = inner["params"]
+            state["constraints"] = inner["constraints"]
+            self.clear()
+            self.set_state(old_state)
+
+
+def _check_constraint(name, value, constraint) -> None:
+    try:
+        ok = constraint.check(value)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise ValueError(
+            f"ember.param({name!r}): initial value of shape {tuple(value.shape)} cannot be "
+            f"checked against constraint {constraint}: {e}"
+        ) from None
+    if isinstance(ok, torch.Tensor):
+        bad = not bool(ok.all())
+    else:
+        bad = not ok
+    if bad:
+        sample = value.detach().flatten()[:5].tolist()
+        raise ValueError(
+            f"ember.param({name!r}): initial value violates its constraint {constraint} "
+            f"(shape {tuple(value.shape)}, first values {sample}). Hint: give an initial value "
+            "inside the constraint's support, e.g. a positive tensor for constraints.positive."
+        )
+
+
+# Pyro's name for the class.
+ParamStore = ParamStoreDict

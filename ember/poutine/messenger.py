@@ -1,0 +1,174 @@
+"""The Messenger base class: an effect handler usable as a context manager or decorator.
+
+A subclass reacts to a message type ``t`` by defining ``_pyro_t(self, msg)``
+(on the way down the stack) and/or ``_pyro_post_t(self, msg)`` (on the way
+back up); or it overrides ``_process_message`` / ``_postprocess_message`` to
+see every message. Hooks are looked up once per class and message type, so a
+handler that ignores a type costs one dict lookup per message.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from ember.poutine.runtime import _pop, _push
+
+
+class Messenger:
+    """Base class of effect handlers.
+
+    ``with handler:`` puts it on the handler stack for the block;
+    ``handler(fn)`` returns ``fn`` wrapped so every call runs inside it.
+
+    Example::
+
+        >>> import ember, torch, ember.distributions as dist
+        >>> from ember.poutine.messenger import Messenger
+        >>> class Doubler(Messenger):
+        ...     def _pyro_post_sample(self, msg):
+        ...         msg["value"] = 2 * msg["value"]
+        >>> with Doubler():
+        ...     ember.sample("x", dist.Delta(torch.tensor(1.5)))
+        tensor(3.)
+    """
+
+    _process_hooks: dict = {}
+    _post_hooks: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._process_hooks = {}
+        cls._post_hooks = {}
+
+    @classmethod
+    def _resolve_hook(cls, mtype: str, post: bool) -> Callable | None:
+        """Find (once) the function this class runs for messages of type ``mtype``."""
+        if post:
+            generic = cls._postprocess_message
+            if generic is not Messenger._postprocess_message:
+                hook = generic
+            else:
+                hook = getattr(cls, f"_pyro_post_{mtype}", None)
+            cls._post_hooks[mtype] = hook
+        else:
+            generic = cls._process_message
+            if generic is not Messenger._process_message:
+                hook = generic
+            else:
+                hook = getattr(cls, f"_pyro_{mtype}", None)
+            cls._process_hooks[mtype] = hook
+        return hook
+
+    def __call__(self, fn: Callable) -> Callable:
+        if not callable(fn):
+            raise ValueError(
+                f"{type(self).__name__} can only wrap a callable, got {type(fn).__name__}; "
+                "use it as a decorator on a function or as a `with` block"
+            )
+
+        @functools.wraps(fn)
+        def _context_wrap(*args, **kwargs):
+            with self:
+                return fn(*args, **kwargs)
+
+        _context_wrap.msngr = self
+        return _context_wrap
+
+    def __enter__(self):
+        _push(self)
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        _pop(self)
+        return False
+
+    def _reset(self) -> None:
+        """Reset per-run state (called when a ``NonlocalExit`` unwinds the stack)."""
+
+    def _process_message(self, msg) -> None:
+        method = getattr(self, f"_pyro_{msg['type']}", None)
+        if method is not None:
+            method(msg)
+
+    def _postprocess_message(self, msg) -> None:
+        method = getattr(self, f"_pyro_post_{msg['type']}", None)
+        if method is not None:
+            method(msg)
+
+    @classmethod
+    def register(cls, fn: Callable | None = None, type: str | None = None, post=None):
+        """Add a hook for message ``type`` to this class (``post=True``: on the way up).
+
+        Example::
+
+            >>> from ember.poutine.messenger import Messenger
+            >>> class Counter(Messenger):
+            ...     count = 0
+            >>> @Counter.register(type="sample")
+            ... def _count(self, msg):
+            ...     type(self).count += 1
+            >>> hasattr(Counter, "_pyro_sample")
+            True
+        """
+        if fn is None:
+            return lambda fn: cls.register(fn, type=type, post=post)
+        if type is None:
+            raise ValueError("Messenger.register needs type=, the message type to handle")
+        name = f"_pyro_post_{type}" if post else f"_pyro_{type}"
+        setattr(cls, name, fn)
+        for sub in [cls] + _all_subclasses(cls):
+            sub._process_hooks.clear()
+            sub._post_hooks.clear()
+        return fn
+
+    @classmethod
+    def unregister(cls, fn: Callable | None = None, type: str | None = None):
+        """Remove the hooks for message ``type`` added by :meth:`register`."""
+        if type is None:
+            raise ValueError("Messenger.unregister needs type=")
+        for name in (f"_pyro_{type}", f"_pyro_post_{type}"):
+            if name in cls.__dict__:
+                delattr(cls, name)
+        for sub in [cls] + _all_subclasses(cls):
+            sub._process_hooks.clear()
+            sub._post_hooks.clear()
+        return fn
+
+
+def _all_subclasses(cls):
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def block_messengers(predicate: Callable):
+    """Context manager that temporarily removes handlers for which ``predicate`` is true.
+
+    Example::
+
+        >>> import ember
+        >>> from ember.poutine.messenger import block_messengers
+        >>> from ember.poutine.runtime import get_stack
+        >>> with ember.poutine.trace():
+        ...     with block_messengers(lambda m: True):
+        ...         len(get_stack())
+        0
+    """
+    import contextlib
+
+    from ember.poutine.runtime import _STACK
+
+    @contextlib.contextmanager
+    def _ctx():
+        old = _STACK.get()
+        kept = tuple(m for m in old if not predicate(m))
+        _STACK.set(kept)
+        try:
+            yield [m for m in old if predicate(m)]
+        finally:
+            _STACK.set(old)
+
+    return _ctx()

@@ -1,0 +1,429 @@
+"""TraceEnum_ELBO against brute-force marginal likelihoods computed with loops."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import ember
+import ember.distributions as dist
+from ember import poutine
+from ember.infer import TraceEnum_ELBO, config_enumerate
+from ember.ops import IntractableError
+
+
+def normal_logpdf(x, loc, scale=1.0):
+    return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * math.log(2 * math.pi)
+
+
+def logsumexp(values):
+    m = max(values)
+    return m + math.log(sum(math.exp(v - m) for v in values))
+
+
+@pytest.fixture(autouse=True)
+def clean_param_store():
+    ember.clear_param_store()
+    yield
+    ember.clear_param_store()
+
+
+# ----------------------------------------------------------------------------- mixture
+WEIGHTS = [0.2, 0.5, 0.3]
+LOCS = [-2.0, 0.5, 3.0]
+MIX_DATA = [-2.3, -1.1, 0.0, 0.4, 0.9, 2.2, 3.1, 3.5, -0.5, 1.7]
+
+
+def mixture_model(data, locs=None):
+    weights = torch.tensor(WEIGHTS, dtype=data.dtype)
+    if locs is None:
+        locs = torch.tensor(LOCS, dtype=data.dtype)
+    with ember.plate("data", len(data)):
+        z = ember.sample("z", dist.Categorical(weights))
+        ember.sample("x", dist.Normal(locs[z], 1.0), obs=data)
+
+
+def brute_mixture(data, locs=LOCS):
+    return sum(
+        logsumexp([math.log(w) + normal_logpdf(x, m) for w, m in zip(WEIGHTS, locs)]) for x in data
+    )
+
+
+def empty_guide(*args, **kwargs):
+    pass
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_mixture_loss_is_exact_marginal(vectorize):
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1, num_particles=2, vectorize_particles=vectorize)
+    loss = elbo.loss(config_enumerate(mixture_model), empty_guide, data)
+    assert loss == pytest.approx(-brute_mixture(MIX_DATA), rel=1e-10)
+
+
+def test_mixture_infers_max_plate_nesting():
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    loss = TraceEnum_ELBO().loss(config_enumerate(mixture_model), empty_guide, data)
+    assert loss == pytest.approx(-brute_mixture(MIX_DATA), rel=1e-10)
+
+
+def test_mixture_with_delta_guide_gradient_is_exact():
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    init = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+
+    @config_enumerate
+    def model(data):
+        locs = ember.sample("locs", dist.Normal(torch.zeros(3, dtype=data.dtype), 10.0).to_event(1))
+        mixture_model(data, locs)
+
+    def guide(data):
+        loc = ember.param("locs_q", init.clone())
+        ember.sample("locs", dist.Delta(loc, event_dim=1))
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    loss = elbo.loss_and_grads(model, guide, data)
+    grad = ember.get_param_store().get_param("locs_q").grad
+
+    locs = init.clone().requires_grad_()
+    log_joint = dist.Normal(torch.zeros(3, dtype=data.dtype), 10.0).log_prob(locs).sum()
+    comp = torch.tensor(WEIGHTS, dtype=data.dtype).log() + dist.Normal(locs, 1.0).log_prob(
+        data.unsqueeze(-1)
+    )
+    log_joint = log_joint + torch.logsumexp(comp, -1).sum()
+    log_joint.backward()
+    expected = -(
+        dist.Normal(torch.zeros(3, dtype=data.dtype), 10.0).log_prob(init).sum().item()
+        + brute_mixture(MIX_DATA, init.tolist())
+    )
+    assert loss == pytest.approx(expected, rel=1e-10)
+    # the gradient of -loss is the gradient of the exact log marginal likelihood
+    assert torch.allclose(-grad, locs.grad, atol=1e-10)
+
+
+def test_guide_side_enumeration_is_exact_expectation():
+    data = torch.tensor(MIX_DATA[:4], dtype=torch.float64)
+    q_logits = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def guide(data):
+        logits = ember.param("q_logits", q_logits.clone())
+        with ember.plate("data", len(data)):
+            ember.sample("z", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    loss = elbo.loss_and_grads(mixture_model, guide, data)
+    grad = ember.get_param_store().get_param("q_logits").grad
+
+    logits = q_logits.clone().requires_grad_()
+    logq = logits.log_softmax(-1)
+    logp = torch.tensor(WEIGHTS, dtype=data.dtype).log() + dist.Normal(
+        torch.tensor(LOCS, dtype=data.dtype), 1.0
+    ).log_prob(data.unsqueeze(-1))
+    exact = (logq.exp() * (logp - logq)).sum()
+    (-exact).backward()
+    assert loss == pytest.approx(-exact.item(), rel=1e-10)
+    assert torch.allclose(grad, logits.grad, atol=1e-10)
+    # the ELBO is below the exact marginal likelihood
+    assert -loss <= brute_mixture(MIX_DATA[:4]) + 1e-12
+
+
+# ----------------------------------------------------------------------------- nested plates
+PA = [0.3, 0.7]
+PB = [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]
+PC = [[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]]
+MU = [-1.0, 2.0]
+NESTED_DATA = [[0.1, 1.5], [-0.7, 2.2], [1.9, -1.2]]  # indexed [q][p]; q at dim -2, p at dim -1
+
+
+@config_enumerate
+def nested_model(data):
+    dt = data.dtype
+    a = ember.sample("a", dist.Categorical(torch.tensor(PA, dtype=dt)))
+    with ember.plate("p", 2, dim=-1):
+        b = ember.sample("b", dist.Categorical(torch.tensor(PB, dtype=dt)[a]))
+        with ember.plate("q", 3, dim=-2):
+            c = ember.sample("c", dist.Categorical(torch.tensor(PC, dtype=dt)[b]))
+            ember.sample("x", dist.Normal(torch.tensor(MU, dtype=dt)[c], 1.0), obs=data)
+
+
+def brute_nested():
+    terms = []
+    for a in range(2):
+        for bs in itertools.product(range(3), repeat=2):
+            for cs in itertools.product(range(2), repeat=6):
+                lp = math.log(PA[a])
+                for j in range(2):
+                    lp += math.log(PB[a][bs[j]])
+                    for i in range(3):
+                        c = cs[3 * j + i]
+                        lp += math.log(PC[bs[j]][c]) + normal_logpdf(NESTED_DATA[i][j], MU[c])
+                terms.append(lp)
+    return logsumexp(terms)
+
+
+def test_nested_plates_loss_is_exact_marginal():
+    data = torch.tensor(NESTED_DATA, dtype=torch.float64)
+    loss = TraceEnum_ELBO(max_plate_nesting=2).loss(nested_model, empty_guide, data)
+    assert loss == pytest.approx(-brute_nested(), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- HMM
+INIT = [0.6, 0.3, 0.1]
+TRANS = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]
+EMIT = [-1.0, 0.0, 2.0]
+YS = [[-0.8, 0.3, 1.9, 2.5], [0.1, -1.2, -0.4, 2.0]]
+
+
+def hmm_model(ys, history=1):
+    dt = ys.dtype
+    trans = torch.tensor(TRANS, dtype=dt)
+    with ember.plate("sequences", ys.shape[0], dim=-1):
+        x = None
+        for t in poutine.markov(range(ys.shape[1]), history=history):
+            probs = torch.tensor(INIT, dtype=dt) if x is None else trans[x]
+            x = ember.sample(f"x_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+            ember.sample(f"y_{t}", dist.Normal(torch.tensor(EMIT, dtype=dt)[x], 1.0), obs=ys[:, t])
+
+
+def brute_hmm():
+    total = 0.0
+    for seq in YS:
+        terms = []
+        for xs in itertools.product(range(3), repeat=len(seq)):
+            lp = math.log(INIT[xs[0]])
+            for t, y in enumerate(seq):
+                if t:
+                    lp += math.log(TRANS[xs[t - 1]][xs[t]])
+                lp += normal_logpdf(y, EMIT[xs[t]])
+            terms.append(lp)
+        total += logsumexp(terms)
+    return total
+
+
+@pytest.mark.parametrize("history", [1, 2, 3])
+def test_hmm_loss_is_exact_marginal(history):
+    ys = torch.tensor(YS, dtype=torch.float64)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(hmm_model, empty_guide, ys, history)
+    assert loss == pytest.approx(-brute_hmm(), rel=1e-10)
+
+
+def test_hmm_recycles_enumeration_dims():
+    ys = torch.tensor(YS, dtype=torch.float64)
+    trace = poutine.trace(poutine.enum(hmm_model, first_available_dim=-2)).get_trace(ys)
+    shapes = [tuple(trace.nodes[f"x_{t}"]["value"].shape) for t in range(4)]
+    assert shapes == [(3, 1), (3, 1, 1), (3, 1), (3, 1, 1)]
+
+
+# ----------------------------------------------------------------------------- sequential
+def test_sequential_matches_parallel_in_model():
+    data = torch.tensor(MIX_DATA[:3], dtype=torch.float64)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    parallel = elbo.loss(config_enumerate(mixture_model), empty_guide, data)
+    sequential = elbo.loss(config_enumerate(mixture_model, "sequential"), empty_guide, data)
+    assert sequential == pytest.approx(parallel, rel=1e-10)
+    assert parallel == pytest.approx(-brute_mixture(MIX_DATA[:3]), rel=1e-10)
+
+
+def test_sequential_matches_parallel_in_guide():
+    data = torch.tensor(MIX_DATA[:3], dtype=torch.float64)
+    q_logits = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def guide(data):
+        logits = ember.param("q_logits", q_logits.clone())
+        a = ember.sample("a", dist.Bernoulli(torch.tensor(0.3, dtype=data.dtype)))
+        with ember.plate("data", len(data)):
+            ember.sample("z", dist.Categorical(logits=logits + a.unsqueeze(-1)))
+
+    @config_enumerate
+    def model(data):
+        ember.sample("a", dist.Bernoulli(torch.tensor(0.6, dtype=data.dtype)))
+        mixture_model(data)
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    grads = []
+    losses = []
+    for strategy in ["parallel", "sequential"]:
+        ember.clear_param_store()
+        losses.append(elbo.loss_and_grads(model, config_enumerate(guide, strategy), data))
+        grads.append(ember.get_param_store().get_param("q_logits").grad)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+    assert torch.allclose(grads[0], grads[1], atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_intractable_model_names_site_and_plate():
+    @config_enumerate
+    def model():
+        with ember.plate("p", 3):
+            x = ember.sample("x", dist.Categorical(torch.tensor([0.5, 0.5])))
+        ember.sample("y", dist.Bernoulli(torch.tensor([0.1, 0.9])[x]))
+
+    with pytest.raises(IntractableError, match=r"site 'y'.*enumerated site 'x'.*plate \{'p'\}"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
+
+
+def test_warns_without_enumerated_sites():
+    def model():
+        ember.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+
+    with pytest.warns(UserWarning, match="no sample sites configured for enumeration"):
+        TraceEnum_ELBO(max_plate_nesting=0).loss(model, empty_guide)
+
+
+def test_hmm_gradient_matches_brute_force():
+    ys = torch.tensor(YS, dtype=torch.float64)
+    init_logits = torch.zeros(3, 3, dtype=torch.float64)
+
+    def model(ys):
+        trans = ember.param("trans_logits", init_logits.clone()).softmax(-1)
+        with ember.plate("sequences", ys.shape[0], dim=-1):
+            x = None
+            for t in poutine.markov(range(ys.shape[1])):
+                probs = torch.tensor(INIT, dtype=ys.dtype) if x is None else trans[x]
+                x = ember.sample(f"x_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+                loc = torch.tensor(EMIT, dtype=ys.dtype)[x]
+                ember.sample(f"y_{t}", dist.Normal(loc, 1.0), obs=ys[:, t])
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss_and_grads(model, empty_guide, ys)
+    grad = ember.get_param_store().get_param("trans_logits").grad
+
+    logits = init_logits.clone().requires_grad_()
+    trans = logits.softmax(-1)
+    total = 0.0
+    for seq in YS:
+        terms = []
+        for xs in itertools.product(range(3), repeat=4):
+            lp = torch.tensor(INIT[xs[0]], dtype=torch.float64).log()
+            for t, y in enumerate(seq):
+                if t:
+                    lp = lp + trans[xs[t - 1], xs[t]].log()
+                lp = lp + normal_logpdf(y, EMIT[xs[t]])
+            terms.append(lp)
+        total = total + torch.logsumexp(torch.stack(terms), 0)
+    total.backward()
+    assert loss == pytest.approx(-total.item(), rel=1e-10)
+    assert torch.allclose(-grad, logits.grad, atol=1e-10)
+
+
+def test_guide_side_markov_chain_is_exact_expectation():
+    ys = torch.tensor(YS[:1], dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    q_init = torch.randn(3, dtype=torch.float64, generator=g).log_softmax(-1)
+    q_trans = torch.randn(3, 3, dtype=torch.float64, generator=g).log_softmax(-1)
+
+    def guide(ys):
+        with ember.plate("sequences", 1, dim=-1):
+            x = None
+            for t in poutine.markov(range(4)):
+                logits = q_init if x is None else q_trans[x]
+                x = ember.sample(
+                    f"x_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"}
+                )
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(hmm_model, guide, ys)
+    expected = 0.0
+    for xs in itertools.product(range(3), repeat=4):
+        logq = q_init[xs[0]].item() + sum(q_trans[xs[t - 1], xs[t]].item() for t in range(1, 4))
+        logp = math.log(INIT[xs[0]])
+        for t, y in enumerate(YS[0]):
+            if t:
+                logp += math.log(TRANS[xs[t - 1]][xs[t]])
+            logp += normal_logpdf(y, EMIT[xs[t]])
+        expected += math.exp(logq) * (logp - logq)
+    assert loss == pytest.approx(-expected, rel=1e-10)
+
+
+def test_monte_carlo_enumeration_is_unbiased():
+    data = torch.tensor(MIX_DATA[:2], dtype=torch.float64)
+    ember.set_rng_seed(0)
+
+    @config_enumerate(num_samples=4000)
+    def model(data):
+        a = ember.sample("a", dist.Categorical(torch.tensor(WEIGHTS, dtype=data.dtype)))
+        locs = torch.tensor(LOCS, dtype=data.dtype)
+        with ember.plate("data", len(data)):
+            ember.sample("x", dist.Normal(locs[a], 1.0), obs=data)
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide, data)
+    exact = logsumexp(
+        [
+            math.log(w) + sum(normal_logpdf(x, m) for x in MIX_DATA[:2])
+            for w, m in zip(WEIGHTS, LOCS)
+        ]
+    )
+    # log of a mean of 4000 likelihood draws; its std error via the delta method
+    lik = [math.exp(sum(normal_logpdf(x, m) for x in MIX_DATA[:2]) - exact) for m in LOCS]
+    var = sum(w * v**2 for w, v in zip(WEIGHTS, lik)) - 1.0
+    assert abs(-loss - exact) < 5 * math.sqrt(var / 4000)
+
+
+def test_score_function_gradient_of_sampled_guide_site_is_unbiased():
+    data = torch.tensor(MIX_DATA[:4], dtype=torch.float64)
+    dt = data.dtype
+
+    @config_enumerate
+    def model(data):
+        b = ember.sample("b", dist.Bernoulli(torch.tensor(0.3, dtype=dt)))
+        with ember.plate("data", len(data)):
+            z = ember.sample("z", dist.Categorical(torch.tensor(WEIGHTS, dtype=dt)))
+            ember.sample("x", dist.Normal(torch.tensor(LOCS, dtype=dt)[z] + b, 1.0), obs=data)
+
+    def guide(data):
+        q = ember.param("q_logit", torch.tensor(0.2, dtype=dt))
+        ember.sample("b", dist.Bernoulli(logits=q))
+
+    # exact gradient of the ELBO by summing over b by hand
+    q = torch.tensor(0.2, dtype=dt, requires_grad=True)
+    exact = 0.0
+    for b in (0.0, 1.0):
+        logq = dist.Bernoulli(logits=q).log_prob(torch.tensor(b, dtype=dt))
+        logp = math.log(0.3 if b else 0.7) + brute_mixture(MIX_DATA[:4], [m + b for m in LOCS])
+        exact = exact + logq.exp() * (logp - logq)
+    (-exact).backward()
+
+    ember.set_rng_seed(0)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1, num_particles=500, vectorize_particles=True)
+    grads = []
+    for _ in range(10):
+        ember.clear_param_store()
+        elbo.loss_and_grads(model, guide, data)
+        grads.append(ember.get_param_store().get_param("q_logit").grad.item())
+    grads = torch.tensor(grads, dtype=dt)
+    se = grads.std() / math.sqrt(len(grads))
+    assert abs(grads.mean().item() - q.grad.item()) < 4 * se.item() + 1e-12
+    assert se.item() < 0.2 * abs(q.grad.item())  # the test has power to see a wrong sign
+
+
+def test_undeclared_batch_dim_is_reported():
+    @config_enumerate
+    def model():
+        z = ember.sample("z", dist.Categorical(torch.ones(2) / 2))
+        ember.sample("x", dist.Normal(torch.zeros(3) + z, 1.0), obs=torch.zeros(3))
+
+    with pytest.raises(ValueError, match="site 'x'.*no plate in scope owns it"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
+
+
+def test_sequential_model_with_parallel_guide_is_rejected():
+    def model():
+        ember.sample("a", dist.Bernoulli(0.5), infer={"enumerate": "sequential"})
+        ember.sample("g", dist.Bernoulli(0.5))
+
+    def guide():
+        ember.sample("g", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+
+    with pytest.raises(ValueError, match="sequential enumeration of model sites"):
+        TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+
+
+def test_sampled_guide_site_depending_on_enumerated_one_is_rejected():
+    def model():
+        a = ember.sample("a", dist.Bernoulli(0.5))
+        ember.sample("b", dist.Bernoulli(0.2 + 0.5 * a))
+
+    def guide():
+        a = ember.sample("a", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+        ember.sample("b", dist.Bernoulli(0.2 + 0.5 * a))
+
+    with pytest.raises(ValueError, match="guide site 'b'.*depends on enumerated guide sites"):
+        TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)

@@ -1,0 +1,76 @@
+"""Every script in examples/ runs end to end with a tiny size, and answers --help."""
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# script -> (tiny arguments, text its output must contain)
+TINY = {
+    "eight_schools_svi.py": (["--num-steps", "4", "--num-samples", "20"], ["theta[H]"]),
+    "gmm_enumeration.py": (["--num-steps", "4"], ["weights:", "P(component)"]),
+    "vae.py": (["--epochs", "1", "--batch-size", "300"], ["held-out ELBO/image"]),
+    "tracegraph_baselines.py": (
+        ["--num-steps", "2", "--variance-repeats", "3", "--warmup", "2", "--num-points", "40"],
+        ["baseline nn", "true component means"],
+    ),
+    "importance_search.py": (["--num-samples", "200"], ["effective sample size"]),
+    "masking_subsampling.py": (
+        ["--num-points", "500", "--num-steps", "5", "--batch-size", "50"],
+        ["observed labels"],
+    ),
+    "flow_2d.py": (["--num-steps", "3"], []),
+}
+
+
+def _scripts():
+    return sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+def test_every_example_has_a_tiny_run():
+    missing = [s for s in _scripts() if s not in TINY]
+    assert not missing, f"add tiny arguments for {missing} to TINY in tests/test_examples.py"
+
+
+@pytest.mark.parametrize("script", _scripts())
+def test_example_help(script, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "--" in out
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_example_runs(script):
+    if not (EXAMPLES / script).exists():
+        pytest.skip(f"{script} is not in examples/")
+    args, expected = TINY[script]
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in expected:
+        assert text in proc.stdout, proc.stdout[-2000:]
+
+
+def test_search_example_is_exact():
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "importance_search.py"), "--num-samples", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("k=")]
+    assert len(rows) == 6
+    for row in rows:  # "k=4  search 0.1667  brute force 0.1667"
+        assert row[2] == row[5]
