@@ -21,7 +21,7 @@ $(STAMP): $(PY) pyproject.toml
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q tests
+	$(PY) -m pytest -n 2 --dist loadfile -q --doctest-modules ember tests
 
 demo: $(STAMP)
 	$(PY) -m ember demo

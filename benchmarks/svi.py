@@ -37,16 +37,26 @@ except ImportError:  # pyro-ppl is optional
 torch.set_num_threads(1)
 
 
-def timeit(fn, steps, warmup, repeats=3):
-    for _ in range(warmup):
-        fn()
-    best = math.inf
+def timeit(fns, steps, warmup, repeats=7):
+    """Seconds per call of each function in ``fns`` (a dict; None entries skipped).
+
+    The functions are timed in turns (round robin), ``repeats`` chunks of
+    ``steps`` calls each, and the best chunk counts: on a shared machine this
+    keeps load changes from favouring one library. CPU time of this process
+    (``time.process_time``) is used, with torch on one thread.
+    """
+    live = {k: f for k, f in fns.items() if f is not None}
+    for f in live.values():
+        for _ in range(warmup):
+            f()
+    best = {k: math.inf for k in live}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / steps)
-    return best
+        for k, f in live.items():
+            t0 = time.process_time()
+            for _ in range(steps):
+                f()
+            best[k] = min(best[k], (time.process_time() - t0) / steps)
+    return {k: best.get(k) for k in fns}
 
 
 # ------------------------------------------------------------------ (a)
@@ -357,26 +367,24 @@ def torch_f():
 
 
 CASES = {
-    "a": ("2 latents, 100 obs", lib_a, torch_a, 300),
-    "b": ("local latents, subsample 100/10k", lib_b, torch_b, 300),
-    "c": ("VAE 784-400-20, batch 128", lib_c, torch_c, 30),
-    "d": ("mixture K=3, 1000 pts, enum", lib_d, torch_d, 50),
-    "e": ("TraceGraph, 200 Bernoulli sites", lib_e, torch_e, 10),
-    "f": ("Importance, 1000 samples", lib_f, torch_f, 5),
+    "a": ("2 latents, 100 obs", lib_a, torch_a, 100),
+    "b": ("local latents, subsample 100/10k", lib_b, torch_b, 100),
+    "c": ("VAE 784-400-20, batch 128", lib_c, torch_c, 10),
+    "d": ("mixture K=3, 1000 pts, enum", lib_d, torch_d, 20),
+    "e": ("TraceGraph, 200 Bernoulli sites", lib_e, torch_e, 3),
+    "f": ("Importance, 1000 samples", lib_f, torch_f, 2),
 }
 
 
-def run_lib(lib, builder, steps):
+def build_lib(lib, builder):
     lib.clear_param_store()
     lib.set_rng_seed(0)
-    if hasattr(lib, "enable_validation"):
-        lib.enable_validation(True)
+    lib.enable_validation(True)
     try:
-        fn = builder(lib)
+        return builder(lib)
     except (AttributeError, ImportError) as e:
         print(f"    ({lib.__name__}: not available: {e})")
         return None
-    return timeit(fn, steps, warmup=max(2, steps // 10))
 
 
 def main():
@@ -385,23 +393,26 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0, help="multiply step counts")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, pyro {pyro.__version__ if pyro else 'not installed'}")
+    print("seconds per step (CPU time, best of 7 interleaved chunks)")
     print(
-        f"{'case':<36}{'ember':>10}{'pyro':>10}{'torch':>10}{'ember/torch':>13}{'pyro/ember':>12}"
+        f"{'case':<40}{'ember':>10}{'pyro':>10}{'torch':>10}{'ember/torch':>13}{'pyro/ember':>12}"
     )
     for key in args.only:
         title, lib_builder, torch_builder, steps = CASES[key]
         steps = max(1, int(steps * args.scale))
-        t_ember = run_lib(ember, lib_builder, steps)
-        t_pyro = run_lib(pyro, lib_builder, steps) if pyro is not None else None
+        fns = {"ember": build_lib(ember, lib_builder)}
+        fns["pyro"] = build_lib(pyro, lib_builder) if pyro is not None else None
         torch.manual_seed(0)
-        t_torch = timeit(torch_builder(), steps, warmup=max(2, steps // 10))
+        fns["torch"] = torch_builder()
+        t = timeit(fns, steps, warmup=max(2, steps // 10))
 
-        def fmt(t):
-            return f"{t * 1e3:8.2f}ms" if t is not None else f"{'-':>10}"
+        def fmt(x):
+            return f"{x * 1e3:8.2f}ms" if x is not None else f"{'-':>10}"
 
+        t_ember, t_pyro, t_torch = t["ember"], t["pyro"], t["torch"]
         r1 = f"{t_ember / t_torch:12.2f}x" if t_ember else f"{'-':>13}"
         r2 = f"{t_pyro / t_ember:11.2f}x" if (t_ember and t_pyro) else f"{'-':>12}"
-        print(f"({key}) {title:<32}{fmt(t_ember)}{fmt(t_pyro)}{fmt(t_torch)}{r1}{r2}", flush=True)
+        print(f"({key}) {title:<36}{fmt(t_ember)}{fmt(t_pyro)}{fmt(t_torch)}{r1}{r2}", flush=True)
 
 
 if __name__ == "__main__":

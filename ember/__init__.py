@@ -10,11 +10,9 @@ __version__ = "0.1.0"
 
 __all__ = ["enable_validation", "set_rng_seed", "settings", "__version__"]
 
-# Optimizers (issue 6).
-from ember import optim  # noqa: E402
-
-# Language: runtime, primitives, param store (issue 5).
-from ember import poutine  # noqa: E402
+# Optimizers (issue 6); language: runtime, primitives, param store (issue 5).
+from ember import optim, poutine  # noqa: E402
+from ember.poutine import condition, do  # noqa: E402
 from ember.primitives import (  # noqa: E402
     barrier,
     clear_param_store,
@@ -27,6 +25,7 @@ from ember.primitives import (  # noqa: E402
     observe,
     param,
     plate,
+    plate_stack,
     random_module,
     sample,
     subsample,
@@ -36,6 +35,9 @@ from ember.util import validation_enabled  # noqa: E402
 __all__ += [
     "barrier",
     "clear_param_store",
+    "condition",
+    "do",
+    "plate_stack",
     "deterministic",
     "factor",
     "get_param_store",
@@ -56,3 +58,8 @@ __all__ += [
 from ember import infer  # noqa: E402
 
 __all__ += ["infer"]
+
+# Markov declarations for enumeration (``pyro.markov``).
+from ember.poutine.handlers import markov  # noqa: E402
+
+__all__ += ["markov"]

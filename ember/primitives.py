@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Union
 
 import torch
@@ -16,14 +17,13 @@ from torch.distributions import constraints
 
 from ember.distributions.torch_distribution import TorchDistribution
 from ember.params.param_store import (
+    _PYRO_PARAM_STORE,
     ParamStoreDict,
     param_with_module_name,
 )
 from ember.poutine.plate_messenger import PlateMessenger
 from ember.poutine.runtime import _apply, _get_stack, effectful
 from ember.util import is_validation_enabled, warn_once
-
-_PYRO_PARAM_STORE = ParamStoreDict()
 
 _EMPTY_SHAPE = torch.Size()
 
@@ -404,7 +404,10 @@ def random_module(name: str, nn_module: torch.nn.Module, prior, *args, **kwargs)
         >>> net = torch.nn.Linear(2, 1)
         >>> prior = {"weight": dist.Normal(torch.zeros(1, 2), 1.0),
         ...          "bias": dist.Normal(torch.zeros(1), 1.0)}
-        >>> draw = ember.random_module("net", net, prior)
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # random_module is deprecated
+        ...     draw = ember.random_module("net", net, prior)
         >>> tr = ember.poutine.trace(draw).get_trace()
         >>> sorted(n for n in tr.stochastic_nodes)
         ['net$$$bias', 'net$$$weight']
@@ -459,7 +462,37 @@ def enable_validation(is_validate: bool = True) -> None:
 
 
 def get_plates():
-    """The plates in scope, outermost first (see :func:`ember.poutine.runtime.get_plates`)."""
+    """The plates in scope, outermost first (see :func:`ember.poutine.runtime.get_plates`).
+
+    Example::
+
+        >>> import ember
+        >>> with ember.plate("a", 2):
+        ...     [f.name for f in ember.primitives.get_plates()]
+        ['a']
+    """
     from ember.poutine.runtime import get_plates as _get_plates
 
     return _get_plates()
+
+
+@contextmanager
+def plate_stack(prefix: str, sizes, rightmost_dim: int = -1):
+    """Nested plates named ``prefix_0``, ``prefix_1``, ... for a batch of ``sizes``.
+
+    The last size gets ``rightmost_dim``, the others the dims to its left.
+
+    Example::
+
+        >>> import ember, ember.distributions as dist
+        >>> with ember.plate_stack("b", (2, 3)):
+        ...     ember.sample("x", dist.Normal(0.0, 1.0)).shape
+        torch.Size([2, 3])
+    """
+    sizes = list(sizes)
+    with ExitStack() as stack:
+        for i, size in enumerate(sizes):
+            stack.enter_context(
+                plate(f"{prefix}_{i}", size, dim=rightmost_dim - len(sizes) + 1 + i)
+            )
+        yield

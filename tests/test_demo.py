@@ -23,12 +23,17 @@ def quick_run(tmp_path_factory):
     return proc, out
 
 
+slow = pytest.mark.slow
+
+
+@slow
 def test_quick_demo_succeeds(quick_run):
     proc, _ = quick_run
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "FAILED" not in proc.stdout
 
 
+@slow
 def test_quick_demo_prints_every_model_and_its_table(quick_run):
     out = quick_run[0].stdout
     for title in [
@@ -50,12 +55,14 @@ def test_quick_demo_prints_every_model_and_its_table(quick_run):
     assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 8
 
 
+@slow
 def test_quick_demo_plain_progress_lines_when_piped(quick_run):
     out = quick_run[0].stdout
     assert re.search(r"eight schools: step \d+/\d+  loss \S+  elapsed", out)
     assert "\r" not in out  # no progress-bar redraws in a pipe
 
 
+@slow
 def test_quick_demo_writes_plots(quick_run):
     proc, out_dir = quick_run
     pngs = sorted(p.name for p in out_dir.glob("*.png"))

@@ -1,5 +1,6 @@
 """Every script in examples/ runs end to end with a tiny size, and answers --help."""
 
+import os
 import runpy
 import subprocess
 import sys
@@ -23,8 +24,12 @@ TINY = {
         ["--num-points", "500", "--num-steps", "5", "--batch-size", "50"],
         ["observed labels"],
     ),
-    "flow_2d.py": (["--num-steps", "3"], []),
+    "flow_2d.py": (["--num-steps", "3"], ["held-out log-likelihood"]),
 }
+
+
+# one torch thread per script: the examples are small, and the suite runs in parallel
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 def _scripts():
@@ -46,8 +51,9 @@ def test_example_help(script, capsys, monkeypatch):
     assert "usage:" in out and "--" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(TINY))
-def test_example_runs(script):
+def test_example_runs(script, tmp_path):
     if not (EXAMPLES / script).exists():
         pytest.skip(f"{script} is not in examples/")
     args, expected = TINY[script]
@@ -56,21 +62,14 @@ def test_example_runs(script):
         capture_output=True,
         text=True,
         timeout=120,
+        env=ENV,
+        cwd=tmp_path,  # anything a script writes lands in a temporary folder
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expected:
         assert text in proc.stdout, proc.stdout[-2000:]
-
-
-def test_search_example_is_exact():
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "importance_search.py"), "--num-samples", "200"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("k=")]
-    assert len(rows) == 6
-    for row in rows:  # "k=4  search 0.1667  brute force 0.1667"
-        assert row[2] == row[5]
+    if script == "importance_search.py":  # Search is exact: it matches the brute-force sum
+        rows = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("k=")]
+        assert len(rows) == 6
+        for row in rows:  # "k=4  search 0.1667  brute force 0.1667"
+            assert row[2] == row[5]

@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: these small models run fastest on one "
+        "thread, and several threads slow down badly when the CPU is shared)",
+    )
     return p
 
 
@@ -78,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     import ember
+
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     out_dir: Path | None = None
     plots_note = ""
@@ -100,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.only or list(DEMOS)
     print(
         f"ember {ember.__version__} demo ({'quick' if args.quick else 'full'} run) on torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads"
+        f"{torch.__version__}, {torch.get_num_threads()} thread(s)"
     )
     if plots_note:
         print(plots_note)

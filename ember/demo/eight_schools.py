@@ -120,7 +120,7 @@ def posterior_samples(num_samples: int) -> Dict[str, torch.Tensor]:
 def run(config: DemoConfig) -> DemoResult:
     """Fit, print the posterior summary and the checks, and plot."""
     data = load_eight_schools()
-    steps = config.steps(1500, 300)
+    steps = config.steps(1000, 300)
     section(
         "Eight schools (Rubin 1981): hierarchical normal model, SVI",
         [

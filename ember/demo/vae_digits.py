@@ -115,7 +115,7 @@ def run(config: DemoConfig) -> DemoResult:
     digits = load_digits()
     train_idx, test_idx = train_test_split(digits["images"].shape[0], 297, seed=config.seed)
     train, test = digits["images"][train_idx], digits["images"][test_idx]
-    epochs = config.steps(30, 4)
+    epochs = config.steps(20, 4)
     batch = 100
     steps_per_epoch = math.ceil(train.shape[0] / batch)
     num_steps = epochs * steps_per_epoch

@@ -4,8 +4,12 @@ families, constraints, transforms and flows.
 ``import ember.distributions as dist`` gives all of them.
 """
 
-from ember.distributions import constraints
-from ember.distributions import kl  # registers ember's extra KL rules
+from torch.distributions import biject_to, kl_divergence, register_kl, transform_to
+
+from ember.distributions import (
+    constraints,
+    kl,  # registers ember's extra KL rules
+)
 from ember.distributions.distribution import Distribution
 from ember.distributions.score_parts import ScoreParts
 from ember.distributions.torch import *  # noqa: F403
@@ -17,7 +21,6 @@ from ember.distributions.torch_distribution import (
     TorchDistributionMixin,
 )
 from ember.util import enable_validation, is_validation_enabled
-from torch.distributions import biject_to, kl_divergence, register_kl, transform_to
 
 __all__ = [
     "Distribution",

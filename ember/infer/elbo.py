@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 
@@ -105,19 +105,35 @@ class ELBO(metaclass=ABCMeta):
 
     def _get_trace(self, model, guide, args, kwargs):
         """One pair ``(model_trace, guide_trace)``; subclasses choose how it is made."""
-        return get_importance_trace(
-            "flat", self._trace_plate_nesting(), model, guide, args, kwargs
-        )
+        return get_importance_trace("flat", self._trace_plate_nesting(), model, guide, args, kwargs)
 
     def _get_traces(self, model, guide, args, kwargs) -> Iterator[Tuple[object, object]]:
         """Yield ``(model_trace, guide_trace)`` pairs: one vectorized pair or one per particle."""
         if self.vectorize_particles and self.num_particles > 1:
             if self.max_plate_nesting == math.inf:
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
-            yield self._get_trace(self._vectorized(model), self._vectorized(guide), args, kwargs)
+            pair = self._get_trace(self._vectorized(model), self._vectorized(guide), args, kwargs)
+            self._collect_params(pair)
+            yield pair
         else:
             for _ in range(self.num_particles):
-                yield self._get_trace(model, guide, args, kwargs)
+                pair = self._get_trace(model, guide, args, kwargs)
+                self._collect_params(pair)
+                yield pair
+
+    # Estimators whose traces all come from _get_traces report the param sites
+    # they saw, so SVI need not run an extra param-recording handler.
+    _reports_params = False
+    _param_collector: Optional[dict] = None
+
+    def _collect_params(self, pair) -> None:
+        collector = self._param_collector
+        if collector is None:
+            return
+        for trace in pair:
+            for site in trace.nodes.values():
+                if site["type"] == "param":
+                    collector[site["name"]] = site["value"]
 
     # --------------------------------------------------------------- interface
     @abstractmethod

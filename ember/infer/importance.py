@@ -18,9 +18,9 @@ import torch
 from ember import poutine
 from ember.infer.abstract_infer import _SAMPLES_PLATE, TracePosterior, _Batch
 from ember.infer.util import (
+    _prune_in_place,
     check_site_shape,
     particle_sum,
-    prune_subsample_sites,
     vectorize,
 )
 from ember.util import is_validation_enabled
@@ -87,15 +87,15 @@ class Importance(TracePosterior):
     def _one(self, model, guide, args, kwargs):
         if guide is None:
             model_trace = poutine.trace(model).get_trace(*args, **kwargs)
-            model_trace = prune_subsample_sites(model_trace)
+            model_trace = _prune_in_place(model_trace)
             model_trace.compute_log_prob(lambda name, site: site["is_observed"])
             return model_trace, None
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-        model_trace = prune_subsample_sites(model_trace)
-        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = _prune_in_place(model_trace)
+        guide_trace = _prune_in_place(guide_trace)
         model_trace.compute_log_prob()
         guide_trace.compute_log_prob()
         return model_trace, guide_trace

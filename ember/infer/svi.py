@@ -101,8 +101,8 @@ class SVI:
             self._elbo = loss
             self.loss = loss.loss
             self.loss_and_grads = loss.loss_and_grads if loss_and_grads is None else loss_and_grads
-            if loss_and_grads is not None:
-                self._elbo = None
+            if loss_and_grads is not None or type(loss).loss_and_grads is not ELBO.loss_and_grads:
+                self._elbo = None  # a custom loss_and_grads: call it as given
         elif callable(loss):
             self.loss = loss
             if loss_and_grads is None:
@@ -129,17 +129,28 @@ class SVI:
 
     def step(self, *args, **kwargs) -> float:
         """Take one gradient step on the loss; returns the loss estimate as a float."""
-        with poutine.trace(param_only=True) as param_capture:
-            if self._elbo is not None:
-                loss = self._elbo._loss_and_grads_tensor(self.model, self.guide, args, kwargs)
-            else:
-                loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = {
-            id(p): p
-            for p in (_unconstrained(site["value"]) for site in param_capture.trace.nodes.values())
-            if p.requires_grad
-        }.values()
-        params = list(params)
+        elbo = self._elbo
+        if elbo is not None and type(elbo)._reports_params:
+            # the estimator reports the param sites of the traces it made
+            elbo._param_collector = values = {}
+            try:
+                loss = elbo._loss_and_grads_tensor(self.model, self.guide, args, kwargs)
+            finally:
+                elbo._param_collector = None
+            values = values.values()
+        else:
+            with poutine.trace(param_only=True) as param_capture:
+                if elbo is not None:
+                    loss = elbo._loss_and_grads_tensor(self.model, self.guide, args, kwargs)
+                else:
+                    loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+            values = [site["value"] for site in param_capture.trace.nodes.values()]
+        params = {}
+        for value in values:
+            p = _unconstrained(value)
+            if p.requires_grad:
+                params[id(p)] = p
+        params = list(params.values())
         self.optim(params)
         zero_grads(params)
         return torch_item(loss)

@@ -35,9 +35,17 @@ def _trace_elbo_terms(model_trace, guide_trace, particle_dim):
         if site["type"] != "sample" or site["is_observed"]:
             continue
         lp, sf, ent = site["score_parts"]
-        log_q = log_q + particle_sum(lp, particle_dim)
-        if not is_identically_zero(ent):
-            entropy = entropy + particle_sum(ent, particle_dim)
+        if particle_dim is None:
+            lp_sum = site["log_prob_sum"]
+            log_q = log_q + lp_sum
+            if ent is lp:
+                entropy = entropy + lp_sum
+            elif not is_identically_zero(ent):
+                entropy = entropy + ent.sum()
+        else:
+            log_q = log_q + particle_sum(lp, particle_dim)
+            if not is_identically_zero(ent):
+                entropy = entropy + particle_sum(ent, particle_dim)
         if not is_identically_zero(sf):
             score = score + particle_sum(sf, particle_dim)
     elbo = log_p - log_q
@@ -69,6 +77,8 @@ class Trace_ELBO(ELBO):
         >>> Trace_ELBO(num_particles=3).loss(model, guide)  # guide equals the posterior
         0.0
     """
+
+    _reports_params = True
 
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
         loss = 0.0

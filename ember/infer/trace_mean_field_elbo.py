@@ -49,6 +49,8 @@ class TraceMeanField_ELBO(ELBO):
         0.5
     """
 
+    _reports_params = True
+
     def _particle(self, model_trace, guide_trace, particle_dim):
         elbo = 0.0
         surrogate = 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -105,6 +105,8 @@ def _fmt_frames(frames):
 def _pack(site, tensor, max_plate_nesting):
     """Squeeze ``tensor`` (a site's log-density) and name its dims."""
     frames = _plate_frames(site)
+    if not frames and tensor.dim() == 0:
+        return tensor, (), frozenset()
     plate_at = {f.dim: f for f in frames}
     enum_dims = (site.get("infer") or {}).get("_enum_dims", {})
     dims, sizes = [], []
@@ -140,7 +142,7 @@ def _pack(site, tensor, max_plate_nesting):
                 "or raise the history of ember.markov if it depends on an older enumerated site"
             )
         sizes.append(size)
-    packed = tensor.reshape(sizes)
+    packed = tensor if len(sizes) == tensor.dim() else tensor.reshape(sizes)
     for frame in frames:  # a plate the value does not vary along still counts each element
         if frame.dim not in present and frame.size > 1:
             packed = packed.unsqueeze(-1).expand(packed.shape + (frame.size,))
@@ -175,7 +177,9 @@ def _site_factor(site, max_plate_nesting, log_prob=None) -> LogFactor:
             log_prob = _support_log_prob(site["fn"], infer["_enumerate_dim"])
         if log_prob is None:
             log_prob = site["fn"].log_prob(site["value"])
-    log_prob = scale_and_mask(log_prob, mask=site.get("mask"))
+    mask = site.get("mask")
+    if mask is not None:
+        log_prob = scale_and_mask(log_prob, mask=mask)
     if not isinstance(log_prob, torch.Tensor):
         log_prob = torch.as_tensor(log_prob, dtype=torch.get_default_dtype())
     scale = site.get("scale", 1.0)
@@ -302,9 +306,12 @@ class TraceEnum_ELBO(ELBO):
             ]
             if not terms:
                 raise ValueError("TraceEnum_ELBO: the model and guide have no sample sites")
-            value = terms[0]
-            for term in terms[1:]:
-                value = value + term
+            if len(terms) > 2 and all(t.shape == terms[0].shape for t in terms):
+                value = torch.stack(terms).sum(0)
+            else:
+                value = terms[0]
+                for term in terms[1:]:
+                    value = value + term
 
             score = None
             for s in guide_sites:
@@ -325,12 +332,15 @@ class TraceEnum_ELBO(ELBO):
                 score = _plus(score, _reduce(packed, dims, particles))
             if score is not None:
                 branch_surrogate = (value + score * value.detach()).sum()
+                value = value.sum()
             else:
-                branch_surrogate = value.sum()
-            value = value.sum()
+                value = branch_surrogate = value.sum()
             if log_weight is not None:
                 weight = log_weight.exp()
-                value, branch_surrogate = weight * value, weight * branch_surrogate
+                if branch_surrogate is value:
+                    value = branch_surrogate = weight * value
+                else:
+                    value, branch_surrogate = weight * value, weight * branch_surrogate
             elbo = _plus(elbo, value)
             surrogate = _plus(surrogate, branch_surrogate)
         return elbo, surrogate, found_enum
@@ -368,6 +378,74 @@ class TraceEnum_ELBO(ELBO):
         totals = torch.stack([_total(costs) for costs in branch_costs])
         return [LogFactor(torch.logsumexp(totals, 0), (), frozenset(), "model")], enumerated
 
+    # ------------------------------------------------------------ marginals
+    def compute_marginals(self, model: Callable, guide: Callable, *args, **kwargs) -> Dict:
+        """Posterior marginals of the model's enumerated sites, given the data.
+
+        Runs the guide once, replays the model against it and returns a dict
+        from each model site enumerated in parallel (Categorical or Bernoulli)
+        to its exact posterior marginal, batched over the site's plates. The
+        marginals are the gradients of the log-normalizer with respect to a
+        zero factor added at each site. The guide must not enumerate sites.
+
+        Example::
+
+            >>> import torch, ember, ember.distributions as dist
+            >>> from ember.infer import TraceEnum_ELBO, config_enumerate
+            >>> @config_enumerate
+            ... def model():
+            ...     z = ember.sample("z", dist.Bernoulli(0.5))
+            ...     ember.sample("x", dist.Normal(3.0 * z, 1.0), obs=torch.tensor(3.0))
+            >>> m = TraceEnum_ELBO(max_plate_nesting=0).compute_marginals(model, lambda: None)
+            >>> round(m["z"].probs.item(), 3)
+            0.989
+        """
+        if self.max_plate_nesting == math.inf:
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+        max_plate_nesting = int(self.max_plate_nesting)
+        guide_trace = next(iter(self._guide_branches(guide, args, kwargs, max_plate_nesting)))
+        for site in guide_trace.nodes.values():
+            if site["type"] == "sample" and _is_enumerated(site):
+                raise ValueError(
+                    f"compute_marginals: guide site {site['name']!r} is enumerated; marginals "
+                    "are only computed for sites the model enumerates"
+                )
+        branches = self._model_branches(model, guide_trace, args, kwargs, max_plate_nesting)
+        model_trace = next(iter(branches))
+        factors, var_ordinals, probes = [], {}, {}
+        with torch.enable_grad():
+            for site in model_trace.nodes.values():
+                if site["type"] != "sample":
+                    continue
+                f = _site_factor(site, max_plate_nesting)
+                f = f._replace(tensor=f.tensor.detach())
+                factors.append(f)
+                if not _is_enumerated(site):
+                    continue
+                name = site["name"]
+                var_ordinals[name] = f.ordinal
+                frames = sorted(_plate_frames(site), key=lambda fr: fr.dim)
+                size = dict(zip(f.dims, f.tensor.shape))[name]
+                probe = f.tensor.new_zeros([fr.size for fr in frames] + [size], requires_grad=True)
+                probes[name] = (site, frames, probe)
+                dims = tuple(fr.name for fr in frames) + (name,)
+                factors.append(LogFactor(probe, dims, f.ordinal, name, f.scale))
+            if not probes:
+                return {}
+            log_z = _total(contract_tree(factors, var_ordinals))
+            grads = torch.autograd.grad(log_z, [p for _, _, p in probes.values()])
+        marginals = {}
+        for (name, (site, frames, _)), grad in zip(probes.items(), grads):
+            scale = factors[[f.name for f in factors].index(name)].scale
+            probs = grad / scale if not (isinstance(scale, float) and scale == 1.0) else grad
+            width = -frames[0].dim if frames else 0
+            shape = [1] * width
+            for fr in frames:
+                shape[width + fr.dim] = fr.size
+            probs = probs.reshape(shape + [probs.shape[-1]])
+            marginals[name] = _marginal_distribution(site, probs)
+        return marginals
+
     # ------------------------------------------------------------ interface
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
         if self.max_plate_nesting == math.inf:
@@ -398,11 +476,23 @@ class TraceEnum_ELBO(ELBO):
             surrogate_loss = loss
         else:
             surrogate_loss = -surrogate if n == 1 else -surrogate / n
-        if differentiable:
-            self._differentiable.append(surrogate_loss - surrogate_loss.detach() + loss.detach())
-        if backward and surrogate_loss.requires_grad:
-            surrogate_loss.backward(retain_graph=self.retain_graph)
-        return loss.detach()
+        return self._finish(loss, surrogate_loss, backward, differentiable)
+
+
+def _marginal_distribution(site, probs):
+    import ember.distributions as dist
+
+    fn = site["fn"]
+    while isinstance(fn, (dist.MaskedDistribution, dist.ExpandedDistribution)):
+        fn = fn.base_dist
+    if isinstance(fn, torch.distributions.Bernoulli):
+        return dist.Bernoulli(probs=probs[..., 1])
+    if isinstance(fn, torch.distributions.Categorical):
+        return dist.Categorical(probs=probs)
+    raise ValueError(
+        f"compute_marginals: site {site['name']!r} has a {type(fn).__name__} distribution; "
+        "marginals are available for Categorical and Bernoulli sites"
+    )
 
 
 def _plus(total, value):

@@ -169,15 +169,15 @@ class TraceGraph_ELBO(ELBO):
         True
     """
 
+    _reports_params = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._structures: Dict[tuple, _Structure] = {}
         self._avg_baselines: Dict[str, torch.Tensor] = {}
 
     def _get_trace(self, model, guide, args, kwargs):
-        return get_importance_trace(
-            "flat", self._trace_plate_nesting(), model, guide, args, kwargs
-        )
+        return get_importance_trace("flat", self._trace_plate_nesting(), model, guide, args, kwargs)
 
     # ------------------------------------------------------------ one trace pair
     def _structure(self, guide_trace, model_trace, guide_sites, model_sites, nonreparam):

@@ -14,6 +14,7 @@ import torch
 
 from ember import poutine
 from ember.distributions.util import is_identically_zero
+from ember.poutine.trace_struct import site_is_subsample
 from ember.util import is_validation_enabled
 
 __all__ = [
@@ -60,20 +61,21 @@ def prune_subsample_sites(trace):
     Subsample sites record which indices a subsampled ``plate`` drew; they are
     not random variables of the model and take no part in any ELBO.
     """
-    names = [name for name, site in trace.nodes.items() if _is_subsample_site(site)]
-    if not names:
+    if not any(site_is_subsample(site) for site in trace.nodes.values()):
         return trace
-    trace = trace.copy()
+    return _prune_in_place(trace.copy())
+
+
+def _prune_in_place(trace):
+    """Remove the subsample sites from a trace this module made itself."""
+    names = [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and site_is_subsample(site)
+    ]
     for name in names:
         trace.remove_node(name)
     return trace
-
-
-def _is_subsample_site(site) -> bool:
-    if site.get("type") != "sample":
-        return False
-    fn = site.get("fn")
-    return type(fn).__name__ == "_Subsample" or bool(site.get("infer", {}).get("_subsample"))
 
 
 def _site_plate_dims(site) -> Dict[int, object]:
@@ -266,8 +268,8 @@ def get_importance_trace(
     model_trace = poutine.trace(
         poutine.replay(model, trace=guide_trace), graph_type=graph_type
     ).get_trace(*args, **kwargs)
-    guide_trace = prune_subsample_sites(guide_trace)
-    model_trace = prune_subsample_sites(model_trace)
+    _prune_in_place(guide_trace)
+    _prune_in_place(model_trace)
     model_trace.compute_log_prob()
     guide_trace.compute_score_parts()
     if is_validation_enabled():

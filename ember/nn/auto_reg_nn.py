@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from torch import nn
@@ -194,18 +194,16 @@ class ConditionalAutoRegressiveNN(nn.Module):
         context_dim: int,
         hidden_dims: Sequence[int],
         param_dims: Sequence[int] = (1, 1),
-        permutation: Optional[torch.Tensor] = None,
+        permutation: torch.Tensor | None = None,
         skip_connections: bool = False,
-        nonlinearity: Optional[nn.Module] = None,
+        nonlinearity: nn.Module | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
         if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
             raise ValueError(f"{name}: input_dim must be a positive int, got {input_dim!r}")
         if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 0:
-            raise ValueError(
-                f"{name}: context_dim must be a non-negative int, got {context_dim!r}"
-            )
+            raise ValueError(f"{name}: context_dim must be a non-negative int, got {context_dim!r}")
         if isinstance(hidden_dims, int):
             raise TypeError(
                 f"{name}: hidden_dims must be a list of layer widths, got the int "
@@ -227,7 +225,9 @@ class ConditionalAutoRegressiveNN(nn.Module):
                 )
         param_dims = [int(p) for p in param_dims]
         if not param_dims or any(p < 1 for p in param_dims):
-            raise ValueError(f"{name}: param_dims must be a non-empty list of positive ints, got {param_dims}")
+            raise ValueError(
+                f"{name}: param_dims must be a non-empty list of positive ints, got {param_dims}"
+            )
         if input_dim == 1 and not context_dim:
             warnings.warn(
                 f"{name} with input_dim=1 has no autoregressive structure: its outputs "
@@ -264,17 +264,18 @@ class ConditionalAutoRegressiveNN(nn.Module):
         """The ordering of the inputs: ``x[permutation[k]]`` is the ``k``-th variable."""
         return self.permutation
 
-    def forward(self, inputs: torch.Tensor, context: Optional[torch.Tensor] = None):
+    def forward(self, inputs: torch.Tensor, context: torch.Tensor | None = None):
         """The autoregressive parameters for ``inputs`` (see the class docstring)."""
         name = type(self).__name__
         if inputs.dim() < 1 or inputs.shape[-1] != self.input_dim:
             raise ValueError(
-                f"{name}: inputs must have shape (..., {self.input_dim}), got "
-                f"{tuple(inputs.shape)}"
+                f"{name}: inputs must have shape (..., {self.input_dim}), got {tuple(inputs.shape)}"
             )
         if self.context_dim:
             if context is None:
-                raise ValueError(f"{name}: a context of shape (..., {self.context_dim}) is required")
+                raise ValueError(
+                    f"{name}: a context of shape (..., {self.context_dim}) is required"
+                )
             if context.dim() < 1 or context.shape[-1] != self.context_dim:
                 raise ValueError(
                     f"{name}: context must have shape (..., {self.context_dim}), got "
@@ -339,9 +340,9 @@ class AutoRegressiveNN(ConditionalAutoRegressiveNN):
         input_dim: int,
         hidden_dims: Sequence[int],
         param_dims: Sequence[int] = (1, 1),
-        permutation: Optional[torch.Tensor] = None,
+        permutation: torch.Tensor | None = None,
         skip_connections: bool = False,
-        nonlinearity: Optional[nn.Module] = None,
+        nonlinearity: nn.Module | None = None,
     ) -> None:
         super().__init__(
             input_dim,

@@ -29,7 +29,19 @@ Ordinal = frozenset
 
 
 class IntractableError(ValueError):
-    """A model whose enumerated variables cannot be summed out by plated variable elimination."""
+    """A model whose enumerated variables cannot be summed out by plated variable elimination.
+
+    Example::
+
+        >>> import torch
+        >>> x = LogFactor(torch.zeros(3, 2), ("p", "x"), frozenset({"p"}), "x")
+        >>> y = LogFactor(torch.zeros(2, 2), ("x", "y"), frozenset(), "y")
+        >>> try:
+        ...     contract_tree([x, y], {"x": frozenset({"p"}), "y": frozenset()})
+        ... except IntractableError as e:
+        ...     print(str(e)[:60])
+        site 'y' (in no plates) depends on enumerated site 'x', whic
+    """
 
 
 class LogFactor(NamedTuple):
@@ -62,6 +74,8 @@ def _fmt_plates(ordinal: Iterable) -> str:
 
 def _partition(factors: List[LogFactor], variables: set):
     """Split ``factors`` into groups connected through shared ``variables``."""
+    if len(factors) == 1:
+        return [(factors, {d for d in factors[0].dims if d in variables})]
     parent = list(range(len(factors)))
 
     def find(i):

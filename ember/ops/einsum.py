@@ -7,6 +7,7 @@ small, or as a max-shifted exponentiated ``torch.einsum`` when it is large.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import List, Sequence
 
 import opt_einsum
@@ -127,32 +128,32 @@ def log_einsum(equation: str, *operands: torch.Tensor) -> torch.Tensor:
     dims: List[str] = list(inputs)
     if len(ops) > 2:
         shapes = [tuple(sizes[d] for d in ds) for ds in dims]
-        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="auto")
+        strategy = "auto" if len(ops) <= 8 else "greedy"
+        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=strategy)
     else:
         path = [(0, 1)]
-    for pair in path:
-        if len(pair) == 1:
-            (i,) = pair
-            x, dx = ops.pop(i), dims.pop(i)
-            rest = set("".join(dims)) | set(output)
-            out = "".join(d for d in dx if d in rest)
-            ops.append(_reduce_one(x, dx, out))
-            dims.append(out)
-            continue
-        i, j = sorted(pair, reverse=True)
-        a, da = ops.pop(i), dims.pop(i)
-        b, db = ops.pop(j), dims.pop(j)
-        rest = set("".join(dims)) | set(output)
-        union = da + "".join(d for d in db if d not in da)
-        out = "".join(d for d in union if d in rest)
-        ops.append(_log_pair(a, da, b, db, out, sizes))
-        dims.append(out)
-    while len(ops) > 1:  # opt_einsum left several operands: combine them pairwise
-        a, da = ops.pop(), dims.pop()
-        b, db = ops.pop(), dims.pop()
-        rest = set("".join(dims)) | set(output)
-        union = da + "".join(d for d in db if d not in da)
-        out = "".join(d for d in union if d in rest)
-        ops.append(_log_pair(a, da, b, db, out, sizes))
+    # how many remaining operands (plus the output) mention each dim
+    count = Counter(output)
+    for ds in dims:
+        count.update(ds)
+    for pair in list(path) + [(0, 1)] * max(0, len(ops) - 1 - len(path)):
+        picked = sorted(pair, reverse=True)
+        taken = [(ops.pop(i), dims.pop(i)) for i in picked]
+        for _, ds in taken:
+            count.subtract(ds)
+        if len(taken) == 1:
+            (x, dx) = taken[0]
+            out = "".join(d for d in dx if count[d] > 0)
+            result = _reduce_one(x, dx, out)
+        else:
+            (a, da), (b, db) = taken[0], taken[1]
+            for x, dx in taken[2:]:  # opt_einsum may contract several at once
+                union = da + "".join(d for d in dx if d not in da)
+                a, da = _log_pair(a, da, x, dx, union, sizes), union
+            union = da + "".join(d for d in db if d not in da)
+            out = "".join(d for d in union if count[d] > 0)
+            result = _log_pair(a, da, b, db, out, sizes)
+        count.update(out)
+        ops.append(result)
         dims.append(out)
     return _reduce_one(ops[0], dims[0], output)

@@ -9,6 +9,8 @@ from ember.params.param_store import (
 )
 
 __all__ = [
+    "ParamStore",
+    "get_param_store",
     "ParamStoreDict",
     "module_from_param_with_module_name",
     "param_with_module_name",

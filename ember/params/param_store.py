@@ -155,8 +155,8 @@ def _encode_constraint(constraint, where: str = "constraint") -> dict:
 def _decode_arg(value, map_location):
     if isinstance(value, dict) and set(value) == {"constraint"}:
         return _decode_constraint(value["constraint"], map_location)
-    if isinstance(value, torch.Tensor) and map_location is not None:
-        return value.to(map_location) if not callable(map_location) else value
+    if isinstance(value, torch.Tensor) and isinstance(map_location, (str, torch.device)):
+        return value.to(map_location)
     return value
 
 
@@ -487,3 +487,19 @@ def _check_constraint(name, value, constraint) -> None:
 
 # Pyro's name for the class.
 ParamStore = ParamStoreDict
+
+#: The global parameter store used by ``ember.param``.
+_PYRO_PARAM_STORE = ParamStoreDict()
+
+
+def get_param_store() -> ParamStoreDict:
+    """The global :class:`ParamStoreDict` (also ``ember.get_param_store()``).
+
+    Example::
+
+        >>> from ember.params.param_store import get_param_store
+        >>> import ember
+        >>> get_param_store() is ember.get_param_store()
+        True
+    """
+    return _PYRO_PARAM_STORE

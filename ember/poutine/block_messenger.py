@@ -27,7 +27,7 @@ def _make_default_hide_fn(hide_all, expose_all, hide, expose, hide_types, expose
 
     def hide_fn(msg):
         name = msg["name"]
-        mtype = msg["type"]
+        mtype = "observe" if msg["type"] == "sample" and msg.get("is_observed") else msg["type"]
         if name in hide or mtype in hide_types:
             return True
         return hide_all and name not in expose and mtype not in expose_types

@@ -28,9 +28,10 @@ class EnumMessenger(Messenger):
     broadcasting. Under :func:`~ember.poutine.markov` dims of sites that are out
     of sight are reused.
 
-    Every sample site gets ``infer["_enum_dims"]``, a dict from each enumeration
-    dim it may depend on to the name of the site that owns the dim; enumerated
-    sites also get ``infer["_enumerate_dim"]``.
+    Every sample site reached once some dim is in use gets
+    ``infer["_enum_dims"]``, a dict from each enumeration dim it may depend on to
+    the name of the site that owns the dim; enumerated sites also get
+    ``infer["_enumerate_dim"]``.
 
     :param first_available_dim: the rightmost dim enumeration may use, a
         negative int (``-1 - max_plate_nesting``). ``None`` continues left of an
@@ -69,13 +70,15 @@ class EnumMessenger(Messenger):
         super().__init__()
         self.first_available_dim = first_available_dim
         self.reserved = dict(reserved or {})
-        self._start_run()
+        self._owner: Dict[int, str] = {}
+        self._scope: Dict[str, Mapping] = {}
+        self._first = first_available_dim
 
     def _start_run(self):
-        self._owner: Dict[int, str] = {}  # dim -> site currently owning it
-        self._scope: Dict[str, Mapping] = {}  # enumerated site -> its markov scope
+        self._owner = {}  # dim -> site currently owning it
+        self._scope = {}  # enumerated site -> its markov scope
         self._first = self.first_available_dim
-        if len(set(self.reserved.values())) == len(self.reserved):
+        if self.reserved and len(set(self.reserved.values())) == len(self.reserved):
             # no dim is shared, so every reserved site owns its dim from the start
             for name, dim in self.reserved.items():
                 self._owner[dim] = name
@@ -93,6 +96,8 @@ class EnumMessenger(Messenger):
         return dict(self._owner)
 
     def _visible(self, site_scope) -> Dict[int, str]:
+        if not site_scope:  # a site outside every markov context sees every dim
+            return dict(self._owner)
         return {
             dim: name
             for dim, name in self._owner.items()
@@ -100,9 +105,15 @@ class EnumMessenger(Messenger):
         }
 
     def _pyro_sample(self, msg) -> None:
+        name = msg["name"]
+        if (
+            not self._owner
+            and name not in self.reserved
+            and (msg["infer"] or {}).get("enumerate") != "parallel"
+        ):
+            return  # nothing enumerated yet and nothing to do here: no dims to record
         infer = dict(msg["infer"] or {})
         site_scope = infer.get("_markov", {})
-        name = msg["name"]
         if name in self.reserved and not msg["is_observed"]:
             # the value comes from elsewhere: forget how it was made there
             infer.pop("_enum_num_samples", None)

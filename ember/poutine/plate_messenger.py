@@ -9,6 +9,7 @@ distributions to the plates in scope. ``ember.plate`` is a PlateMessenger.
 from __future__ import annotations
 
 import numbers
+from contextlib import contextmanager
 
 import torch
 
@@ -41,6 +42,16 @@ def broadcast_to_plates(msg) -> None:
     Raises a ``ValueError`` naming the site, shapes and plates when the
     distribution (or, with validation on, an observed value) has a size at a
     plate's dim that is neither 1 nor the plate size.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> from ember.poutine.runtime import CondIndepStackFrame, new_message
+        >>> from ember.poutine.plate_messenger import broadcast_to_plates
+        >>> msg = new_message("sample", "x", dist.Normal(0.0, 1.0))
+        >>> msg["cond_indep_stack"] = (CondIndepStackFrame("p", -2, 3, 0),)
+        >>> broadcast_to_plates(msg); msg["fn"].batch_shape
+        torch.Size([3, 1])
     """
     fn = msg["fn"]
     batch_shape = getattr(fn, "batch_shape", None)
@@ -286,8 +297,10 @@ class SubsampleMessenger(IndepMessenger):
         self._scaled = self.size != self.subsample_size
 
     @property
-    def indices(self) -> torch.Tensor:
+    def indices(self) -> torch.Tensor | None:
         if self._indices is None:
+            if self.size == -1:
+                return None  # a plate without a size only declares independence
             self._indices = torch.arange(int(self.size), device=self.device)
         return self._indices
 
@@ -381,3 +394,38 @@ class BroadcastMessenger(Messenger):
         if msg["done"]:
             return
         broadcast_to_plates(msg)
+
+
+@contextmanager
+def block_plate(name: str | None = None, dim: int | None = None, *, strict: bool = True):
+    """Temporarily leave the enclosing plate named ``name`` (or at ``dim``).
+
+    Sites inside the block are not in that plate (no frame, no scaling, no
+    broadcasting along it). With ``strict`` a missing plate is an error.
+
+    Example::
+
+        >>> import ember, ember.distributions as dist
+        >>> from ember.poutine.plate_messenger import block_plate
+        >>> with ember.plate("a", 3):
+        ...     with block_plate("a"):
+        ...         ember.sample("x", dist.Normal(0.0, 1.0)).shape
+        torch.Size([])
+    """
+    from ember.poutine.messenger import block_messengers
+
+    if (name is None) == (dim is None):
+        raise ValueError("block_plate: give exactly one of name= or dim=")
+
+    def predicate(m):
+        return isinstance(m, IndepMessenger) and (
+            m.name == name if name is not None else m.dim == dim
+        )
+
+    with block_messengers(predicate) as blocked:
+        if strict and not blocked:
+            raise ValueError(
+                "block_plate: no enclosing plate with "
+                + (f"name {name!r}" if name is not None else f"dim {dim}")
+            )
+        yield

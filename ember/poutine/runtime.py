@@ -45,6 +45,8 @@ __all__ = [
     "get_plates",
 ]
 
+from ember.params.param_store import _PYRO_PARAM_STORE  # noqa: E402,F401  (Pyro's location)
+
 # The handler stack of the current context: a tuple, outermost handler first.
 _STACK: contextvars.ContextVar = contextvars.ContextVar("ember_handler_stack", default=())
 _get_stack = _STACK.get
@@ -206,7 +208,10 @@ def _apply(stack, msg) -> None:
         i -= 1
     if i < 0:
         i = 0
-    default_process_message(msg)
+    # default_process_message, inlined on the hot path
+    if not (msg["done"] or msg["is_observed"] or msg["value"] is not None):
+        msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+    msg["done"] = True
     while i < n:
         frame = stack[i]
         mtype = msg["type"]
@@ -245,7 +250,15 @@ def apply_stack(msg) -> None:
 
 
 def new_message(type, name, fn, args=(), kwargs=None, value=None, is_observed=False, infer=None):
-    """A fresh message dict with every key set to its default."""
+    """A fresh message dict with every key set to its default.
+
+    Example::
+
+        >>> from ember.poutine.runtime import new_message
+        >>> msg = new_message("sample", "x", lambda: 1)
+        >>> msg["scale"], msg["cond_indep_stack"], msg["done"]
+        (1.0, (), False)
+    """
     return {
         "type": type,
         "name": name,

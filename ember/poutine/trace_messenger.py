@@ -58,7 +58,11 @@ class TraceMessenger(Messenger):
             return
         if self.param_only and msg["type"] != "param":
             return
-        self.trace._add_site(name, msg.copy())
+        trace = self.trace
+        if name in trace.nodes:
+            trace._add_site(name, msg.copy())  # raises for a duplicate sample site
+        else:
+            trace.nodes[name] = msg.copy()
 
 
 def _add_shapes_to_error(exc, trace) -> None:

@@ -19,7 +19,13 @@ from ember.distributions.util import scale_and_mask
 
 class SiteError(ValueError, RuntimeError):
     """A mistake about a site (a duplicate name, a replay mismatch): both a ValueError
-    and, as in Pyro, a RuntimeError."""
+    and, as in Pyro, a RuntimeError.
+
+    Example::
+
+        >>> issubclass(SiteError, ValueError) and issubclass(SiteError, RuntimeError)
+        True
+    """
 
 
 def _all_sites(name, site):
@@ -27,7 +33,18 @@ def _all_sites(name, site):
 
 
 def site_is_subsample(site) -> bool:
-    """Whether ``site`` is the index-drawing site a subsampled plate adds to a trace."""
+    """Whether ``site`` is the index-drawing site a subsampled plate adds to a trace.
+
+    Example::
+
+        >>> import ember
+        >>> def model():
+        ...     with ember.plate("p", 5, subsample_size=2):
+        ...         pass
+        >>> tr = ember.poutine.trace(model).get_trace()
+        >>> site_is_subsample(tr.nodes["p"])
+        True
+    """
     return site["type"] == "sample" and type(site["fn"]).__name__ == "_Subsample"
 
 
@@ -39,6 +56,12 @@ class Trace:
     ...). :meth:`compute_log_prob` caches ``log_prob`` (scaled and masked, of
     the site's batch shape), ``unscaled_log_prob`` and ``log_prob_sum`` on
     each sample site.
+
+    Dependency graph (filled by ``trace(fn, graph_type="dense")``, used for
+    Rao-Blackwellization): ``edges`` (list of ``(u, v)``), ``successors(name)``
+    and ``predecessors(name)`` (sets of names), ``in_degree(name)``,
+    ``add_edge(u, v)``, ``remove_node(name)``, ``topological_sort(reverse=False)``.
+    Edges connect sample sites only (not ``_INPUT``/``_RETURN``/params).
 
     Example::
 
@@ -315,6 +338,16 @@ def identify_dense_edges(trace: Trace) -> None:
 
     Two sites in different iterations of the same sequential plate are
     independent, so they get no edge. Subsample sites are skipped.
+
+    Example::
+
+        >>> import ember, ember.distributions as dist
+        >>> def model():
+        ...     a = ember.sample("a", dist.Normal(0.0, 1.0))
+        ...     ember.sample("b", dist.Normal(a, 1.0))
+        >>> tr = ember.poutine.trace(model).get_trace()
+        >>> identify_dense_edges(tr); tr.edges
+        [('a', 'b')]
     """
     sites = [
         (name, site)

@@ -19,7 +19,14 @@ __all__ = [
 
 
 def enable_validation(is_validate: bool = True) -> None:
-    """Turn runtime shape validation on or off (the same switch as ``ember.enable_validation``)."""
+    """Turn runtime shape validation on or off (the same switch as ``ember.enable_validation``).
+
+    Example::
+
+        >>> enable_validation(False); is_validation_enabled()
+        False
+        >>> enable_validation(True)
+    """
     from ember.util import enable_validation as _enable
 
     _enable(is_validate)
@@ -46,7 +53,17 @@ def prune_subsample_sites(trace: Trace) -> Trace:
 
 
 def discrete_escape(trace: Trace, msg) -> bool:
-    """True at an unobserved discrete (enumerable) sample site not yet in ``trace``."""
+    """True at an unobserved discrete (enumerable) sample site not yet in ``trace``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> from ember.poutine.runtime import new_message
+        >>> discrete_escape(Trace(), new_message("sample", "k", dist.Bernoulli(0.5)))
+        True
+        >>> discrete_escape(Trace(), new_message("sample", "z", dist.Normal(0.0, 1.0)))
+        False
+    """
     return (
         msg["type"] == "sample"
         and not msg["is_observed"]
@@ -56,13 +73,30 @@ def discrete_escape(trace: Trace, msg) -> bool:
 
 
 def all_escape(trace: Trace, msg) -> bool:
-    """True at any unobserved sample site not yet in ``trace``."""
+    """True at any unobserved sample site not yet in ``trace``.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> from ember.poutine.runtime import new_message
+        >>> all_escape(Trace(), new_message("sample", "z", dist.Normal(0.0, 1.0)))
+        True
+    """
     return msg["type"] == "sample" and not msg["is_observed"] and msg["name"] not in trace
 
 
 def enum_extend(trace: Trace, msg, num_samples=None):
     """Copies of ``trace``, one per value in the support of ``msg``'s distribution
-    (at most ``num_samples + 1`` when ``num_samples >= 0``)."""
+    (at most ``num_samples + 1`` when ``num_samples >= 0``).
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> from ember.poutine.runtime import new_message
+        >>> msg = new_message("sample", "k", dist.Bernoulli(0.5))
+        >>> [float(t.nodes["k"]["value"]) for t in enum_extend(Trace(), msg)]
+        [0.0, 1.0]
+    """
     if num_samples is None:
         num_samples = -1
     extended = []
@@ -78,7 +112,16 @@ def enum_extend(trace: Trace, msg, num_samples=None):
 
 
 def mc_extend(trace: Trace, msg, num_samples=None):
-    """Copies of ``trace``, each extended with a fresh draw at ``msg``'s site."""
+    """Copies of ``trace``, each extended with a fresh draw at ``msg``'s site.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> from ember.poutine.runtime import new_message
+        >>> msg = new_message("sample", "z", dist.Normal(0.0, 1.0))
+        >>> len(mc_extend(Trace(), msg, num_samples=3))
+        3
+    """
     if num_samples is None:
         num_samples = 1
     extended = []

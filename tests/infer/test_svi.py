@@ -171,7 +171,7 @@ def test_beta_bernoulli_converges():
         ember.sample("p", dist.Beta(a, b))
 
     elbo = TraceMeanField_ELBO(num_particles=8, vectorize_particles=True)
-    _fit(model, guide, elbo, 1500, lr=0.05, lrd=0.998)
+    _fit(model, guide, elbo, 800, lr=0.1, lrd=0.996)
     a, b = ember.param("a").item(), ember.param("b").item()
     fit_mean = a / (a + b)
     fit_sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))

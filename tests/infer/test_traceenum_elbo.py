@@ -427,3 +427,101 @@ def test_sampled_guide_site_depending_on_enumerated_one_is_rejected():
 
     with pytest.raises(ValueError, match="guide site 'b'.*depends on enumerated guide sites"):
         TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+
+
+def test_subsampled_plate_scales_the_local_marginals():
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    idx = torch.tensor([1, 4, 7])
+
+    @config_enumerate
+    def model(data):
+        weights = torch.tensor(WEIGHTS, dtype=data.dtype)
+        locs = torch.tensor(LOCS, dtype=data.dtype)
+        with ember.plate("data", len(data), subsample=idx) as ind:
+            z = ember.sample("z", dist.Categorical(weights))
+            ember.sample("x", dist.Normal(locs[z], 1.0), obs=data[ind])
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide, data)
+    expected = len(MIX_DATA) / 3 * brute_mixture([MIX_DATA[i] for i in idx.tolist()])
+    assert loss == pytest.approx(-expected, rel=1e-10)
+
+
+def test_differentiable_loss_matches_loss_and_its_gradient():
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    locs = torch.tensor(LOCS, dtype=torch.float64, requires_grad=True)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    model = config_enumerate(mixture_model)
+    loss = elbo.differentiable_loss(model, empty_guide, data, locs)
+    assert loss.item() == pytest.approx(-brute_mixture(MIX_DATA), rel=1e-10)
+    (grad,) = torch.autograd.grad(loss, [locs])
+    locs2 = locs.detach().clone().requires_grad_()
+    comp = torch.tensor(WEIGHTS, dtype=data.dtype).log() + dist.Normal(locs2, 1.0).log_prob(
+        data.unsqueeze(-1)
+    )
+    (-torch.logsumexp(comp, -1).sum()).backward()
+    assert torch.allclose(grad, locs2.grad, atol=1e-10)
+
+
+def test_guide_and_model_enumeration_together():
+    data = torch.tensor(MIX_DATA[:5], dtype=torch.float64)
+    dt = data.dtype
+    shift = [0.0, 1.5]
+    q_a = torch.tensor([0.35, 0.65], dtype=dt)
+
+    def model(data):
+        a = ember.sample("a", dist.Categorical(torch.tensor([0.5, 0.5], dtype=dt)))
+        with ember.plate("data", len(data)):
+            z = ember.sample(
+                "z",
+                dist.Categorical(torch.tensor(WEIGHTS, dtype=dt)),
+                infer={"enumerate": "parallel"},
+            )
+            loc = torch.tensor(LOCS, dtype=dt)[z] + torch.tensor(shift, dtype=dt)[a]
+            ember.sample("x", dist.Normal(loc, 1.0), obs=data)
+
+    def guide(data):
+        ember.sample("a", dist.Categorical(q_a), infer={"enumerate": "parallel"})
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, data)
+    expected = 0.0
+    for a in range(2):
+        logp = math.log(0.5) + brute_mixture(MIX_DATA[:5], [m + shift[a] for m in LOCS])
+        expected += q_a[a].item() * (logp - math.log(q_a[a].item()))
+    assert loss == pytest.approx(-expected, rel=1e-10)
+
+
+def test_compute_marginals_of_mixture_and_hmm():
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    marginals = elbo.compute_marginals(config_enumerate(mixture_model), empty_guide, data)
+    probs = marginals["z"].probs
+    assert probs.shape == (len(MIX_DATA), 3)
+    for i, x in enumerate(MIX_DATA):
+        joint = [w * math.exp(normal_logpdf(x, m)) for w, m in zip(WEIGHTS, LOCS)]
+        for k in range(3):
+            assert probs[i, k].item() == pytest.approx(joint[k] / sum(joint), rel=1e-9)
+
+    ys = torch.tensor(YS, dtype=torch.float64)
+    marginals = elbo.compute_marginals(hmm_model, empty_guide, ys)
+    for s, seq in enumerate(YS):
+        post = [[0.0] * 3 for _ in range(4)]
+        for xs in itertools.product(range(3), repeat=4):
+            lp = math.log(INIT[xs[0]])
+            for t, y in enumerate(seq):
+                if t:
+                    lp += math.log(TRANS[xs[t - 1]][xs[t]])
+                lp += normal_logpdf(y, EMIT[xs[t]])
+            for t in range(4):
+                post[t][xs[t]] += math.exp(lp)
+        for t in range(4):
+            got = marginals[f"x_{t}"].probs[s]
+            for k in range(3):
+                assert got[k].item() == pytest.approx(post[t][k] / sum(post[t]), rel=1e-9)
+
+
+def test_compute_marginals_rejects_enumerated_guides():
+    def guide():
+        ember.sample("a", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+
+    with pytest.raises(ValueError, match="guide site 'a' is enumerated"):
+        TraceEnum_ELBO(max_plate_nesting=0).compute_marginals(lambda: None, guide)

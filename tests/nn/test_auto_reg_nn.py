@@ -234,3 +234,23 @@ def test_conditional_hidden_too_small():
     ConditionalAutoRegressiveNN(4, 2, [4])
     deg = sample_mask_indices(4, 9, min_degree=0)
     assert set(deg.tolist()) == {0, 1, 2, 3}
+
+
+def test_ember_nn_is_pure_torch():
+    import ast
+    from pathlib import Path
+
+    import ember.nn
+
+    for path in Path(ember.nn.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("ember.poutine", "ember.infer", "ember.primitives")), (
+                    f"{path.name} imports {name}"
+                )

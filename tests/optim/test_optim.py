@@ -442,7 +442,7 @@ def test_param_store_names_and_module_names():
     clear_param_store()
     net = torch.nn.Linear(2, 1)
     module("encoder", net)
-    loc = param("loc", torch.zeros(2))
+    param("loc", torch.zeros(2))
     store = get_param_store()
     unconstrained = [store.get_param(n) for n in store.get_all_param_names()]
     unconstrained = [getattr(p, "unconstrained", lambda p=p: p)() for p in unconstrained]

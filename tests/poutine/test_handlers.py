@@ -380,7 +380,7 @@ def test_scale_and_plate_and_mask_compose_in_log_prob():
     m = torch.tensor([True, False, True, True])
     tr = poutine.trace(poutine.scale(poutine.mask(model, mask=m), scale=0.5)).get_trace()
     expected = 0.5 * sum(normal_lp(float(x), 0.5, 2.0) for x, k in zip(data, m) if k)
-    assert float(tr.log_prob_sum()) == pytest.approx(expected, abs=1e-5)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_constrained_param_through_handlers():
@@ -389,5 +389,5 @@ def test_constrained_param_through_handlers():
 
     tr = poutine.trace(model).get_trace()
     s = tr.nodes["s"]["value"]
-    assert float(s) == pytest.approx(2.0)
+    assert s.item() == pytest.approx(2.0)
     assert s.unconstrained() is ember.get_param_store()._params["s"]

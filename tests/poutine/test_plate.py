@@ -202,3 +202,43 @@ def test_bad_plate_arguments():
         ember.plate(3, 3)
     with pytest.raises(ValueError, match="size"):
         ember.plate("a", -4)
+
+
+def test_block_plate_removes_one_plate():
+    from ember.poutine.plate_messenger import block_plate
+
+    with ember.plate("a", 3), ember.plate("b", 2, subsample_size=1):
+        with block_plate("b"):
+            frames = [f.name for f in get_plates()]
+            x = ember.sample("x", dist.Normal(0.0, 1.0))
+        with block_plate(dim=-1):
+            assert [f.name for f in get_plates()] == ["b"]
+    assert frames == ["a"] and x.shape == (3,)
+    with pytest.raises(ValueError, match="no enclosing plate"):
+        with block_plate("zzz"):
+            pass
+
+
+def test_pyro_module_paths():
+    from ember.poutine.broadcast_messenger import BroadcastMessenger
+    from ember.poutine.indep_messenger import CondIndepStackFrame, IndepMessenger
+    from ember.poutine.plate_messenger import PlateMessenger
+    from ember.poutine.subsample_messenger import SubsampleMessenger
+
+    assert issubclass(PlateMessenger, SubsampleMessenger)
+    assert issubclass(SubsampleMessenger, IndepMessenger)
+    assert CondIndepStackFrame("p", -1, 2, 0).vectorized
+    assert issubclass(BroadcastMessenger, ember.poutine.Messenger)
+
+
+def test_plate_without_size_declares_a_dim_only():
+    def model():
+        with ember.plate("free", dim=-2) as idx:
+            x = ember.sample("x", dist.Normal(torch.zeros(4, 1), 1.0))
+        return idx, x
+
+    tr = poutine.trace(model).get_trace()
+    idx, x = tr.nodes["_RETURN"]["value"]
+    assert idx is None and x.shape == (4, 1)
+    frame = tr.nodes["x"]["cond_indep_stack"][0]
+    assert frame.dim == -2 and frame.size == -1

@@ -222,3 +222,42 @@ def test_sample_outside_inference_with_obs_warns_and_returns_obs():
     obs = torch.tensor(1.0)
     with pytest.warns(RuntimeWarning, match="outside of inference"):
         assert ember.sample("y", dist.Normal(0.0, 1.0), obs=obs) is obs
+
+
+def test_nested_traces_both_record_and_inner_hidden_by_block():
+    def model():
+        ember.sample("x", dist.Normal(0.0, 1.0))
+
+    inner = poutine.trace(model)
+    outer = poutine.trace(poutine.block(inner, hide=["x"]))
+    tr_outer = outer.get_trace()
+    assert "x" in inner.trace and "x" not in tr_outer
+    both = poutine.trace(poutine.trace(model)).get_trace()
+    assert "x" in both
+
+
+def test_same_messenger_reentered_recursively():
+    log = []
+    rec = Recorder("r", log)
+
+    def outer():
+        with rec:
+            ember.sample("a", dist.Normal(0.0, 1.0))
+            with rec:
+                ember.sample("b", dist.Normal(0.0, 1.0))
+            assert get_stack() == (rec,)
+        assert get_stack() == ()
+
+    outer()
+    assert [e for e in log if e[2] == "b"].count(("r", "process", "b")) == 2
+
+
+def test_handler_hook_error_leaves_stack_clean():
+    class Boom(Messenger):
+        def _pyro_sample(self, msg):
+            raise ValueError("hook failed at " + msg["name"])
+
+    with pytest.raises(ValueError, match="hook failed at x"):
+        with Boom():
+            ember.sample("x", dist.Normal(0.0, 1.0))
+    assert get_stack() == ()

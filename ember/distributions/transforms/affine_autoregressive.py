@@ -10,7 +10,6 @@ produced by the latest forward call, whose input is cached.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 from torch.distributions import constraints
@@ -39,7 +38,7 @@ def clamp_preserve_gradients(x: torch.Tensor, min: float, max: float) -> torch.T
     return x + (x.clamp(min, max) - x).detach()
 
 
-def _input_dim(arn) -> Optional[int]:
+def _input_dim(arn) -> int | None:
     return getattr(arn, "input_dim", None)
 
 
@@ -130,8 +129,7 @@ class AffineAutoregressive(TransformModule):
         dim = _input_dim(self.arn)
         if x.dim() < 1 or (dim is not None and x.shape[-1] != dim):
             raise ValueError(
-                f"{type(self).__name__}: input must have shape (..., {dim}), got "
-                f"{tuple(x.shape)}"
+                f"{type(self).__name__}: input must have shape (..., {dim}), got {tuple(x.shape)}"
             )
 
     def _call(self, x):
@@ -158,7 +156,7 @@ class AffineAutoregressive(TransformModule):
         return x
 
     def log_abs_det_jacobian(self, x, y):
-        """``sum(log sigma)`` over the last dim (from the cache when ``(x, y)`` is the last pair)."""
+        """``sum(log sigma)`` over the last dim (cached when ``(x, y)`` is the latest pair)."""
         if not self._cache_is_fresh(x, y) or self._cached_log_scale is None:
             # Not the pair computed last: recompute the scale from x.
             _, _, log_scale = self._params(x)
@@ -259,7 +257,7 @@ class ConditionalAffineAutoregressive(ConditionalTransformModule):
 
 def affine_autoregressive(
     input_dim: int,
-    hidden_dims: Optional[Sequence[int]] = None,
+    hidden_dims: Sequence[int] | None = None,
     **kwargs,
 ) -> AffineAutoregressive:
     """An :class:`AffineAutoregressive` flow on an :class:`~ember.nn.AutoRegressiveNN`.
@@ -281,7 +279,7 @@ def affine_autoregressive(
 
 
 def iaf(
-    input_dim: int, hidden_dims: Optional[Sequence[int]] = None, **kwargs
+    input_dim: int, hidden_dims: Sequence[int] | None = None, **kwargs
 ) -> InverseAutoregressiveFlow:
     """An :class:`InverseAutoregressiveFlow` on an :class:`~ember.nn.AutoRegressiveNN`.
 
@@ -298,9 +296,9 @@ def iaf(
 
 
 def conditional_affine_autoregressive(
-    input_dim: int, context_dim: int, hidden_dims: Optional[Sequence[int]] = None, **kwargs
+    input_dim: int, context_dim: int, hidden_dims: Sequence[int] | None = None, **kwargs
 ) -> ConditionalAffineAutoregressive:
-    """A :class:`ConditionalAffineAutoregressive` on a :class:`~ember.nn.ConditionalAutoRegressiveNN`.
+    """A :class:`ConditionalAffineAutoregressive` on a ``ConditionalAutoRegressiveNN``.
 
     Example::
 

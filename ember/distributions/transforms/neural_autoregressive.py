@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, no_inverse_error
+from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
 from ember.nn.auto_reg_nn import AutoRegressiveNN
 
 
@@ -76,12 +75,12 @@ class DeepSigmoidalFlow(TransformModule):
         a = F.softplus(a_raw)
         log_w = F.log_softmax(w_raw, dim=-2)
         pre = a * x.unsqueeze(-2) + b
-        log_s = torch.logsumexp(log_w + F.logsigmoid(pre), dim=-2)
-        log_1ms = torch.logsumexp(log_w + F.logsigmoid(-pre), dim=-2)
+        log_sig, log_1m_sig = F.logsigmoid(pre), F.logsigmoid(-pre)
+        log_s = torch.logsumexp(log_w + log_sig, dim=-2)
+        log_1ms = torch.logsumexp(log_w + log_1m_sig, dim=-2)
         y = log_s - log_1ms
-        log_dsdx = torch.logsumexp(
-            log_w + F.logsigmoid(pre) + F.logsigmoid(-pre) + torch.log(a), dim=-2
-        )
+        # dy/dx = (ds/dx) / (s (1 - s)), ds/dx = sum_k w_k a_k sig_k (1 - sig_k)
+        log_dsdx = torch.logsumexp(log_w + log_sig + log_1m_sig + torch.log(a), dim=-2)
         ladj = (log_dsdx - log_s - log_1ms).sum(-1)
         return y, ladj
 
@@ -91,7 +90,7 @@ class DeepSigmoidalFlow(TransformModule):
         return y
 
     def _inverse(self, y):
-        raise no_inverse_error(
+        raise _no_inverse_error(
             self, "the mixture of sigmoids has no closed-form inverse (it needs root finding)"
         )
 
@@ -103,7 +102,7 @@ class DeepSigmoidalFlow(TransformModule):
 
 
 def deep_sigmoidal(
-    input_dim: int, hidden_dims: Optional[Sequence[int]] = None, hidden_units: int = 16
+    input_dim: int, hidden_dims: Sequence[int] | None = None, hidden_units: int = 16
 ) -> DeepSigmoidalFlow:
     """A :class:`DeepSigmoidalFlow` on an :class:`~ember.nn.AutoRegressiveNN`.
 

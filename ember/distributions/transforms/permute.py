@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
+from ember.distributions.transforms.torch_transform import _without_caches
 from ember.nn.auto_reg_nn import _check_permutation
 
 
@@ -60,7 +59,10 @@ class PermuteTransform(Transform):
     def __hash__(self):
         return object.__hash__(self)
 
-    def with_cache(self, cache_size: int = 1) -> "PermuteTransform":
+    def __getstate__(self):
+        return _without_caches(super().__getstate__())
+
+    def with_cache(self, cache_size: int = 1) -> PermuteTransform:
         if self._cache_size == cache_size:
             return self
         return PermuteTransform(self.permutation, dim=self.dim, cache_size=cache_size)
@@ -85,7 +87,7 @@ class PermuteTransform(Transform):
 
 
 def permute(
-    input_dim: int, permutation: Optional[torch.Tensor] = None, *, dim: int = -1
+    input_dim: int, permutation: torch.Tensor | None = None, *, dim: int = -1
 ) -> PermuteTransform:
     """A :class:`PermuteTransform`, by default with a random permutation of ``input_dim`` entries.
 

@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, no_inverse_error
+from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
 
 
 class PlanarFlow(TransformModule):
@@ -58,7 +58,9 @@ class PlanarFlow(TransformModule):
     def u_hat(self) -> torch.Tensor:
         """The constrained ``u``, with ``w . u_hat > -1``."""
         wu = torch.dot(self.w, self.u)
-        return self.u + (F.softplus(wu) - 1 - wu) * self.w / self.w.pow(2).sum().clamp_min(torch.finfo(self.w.dtype).tiny)
+        return self.u + (F.softplus(wu) - 1 - wu) * self.w / self.w.pow(2).sum().clamp_min(
+            torch.finfo(self.w.dtype).tiny
+        )
 
     def _check(self, x):
         if x.dim() < 1 or x.shape[-1] != self.input_dim:
@@ -71,7 +73,7 @@ class PlanarFlow(TransformModule):
         return x + self.u_hat() * torch.tanh(x @ self.w + self.bias[0]).unsqueeze(-1)
 
     def _inverse(self, y):
-        raise no_inverse_error(
+        raise _no_inverse_error(
             self, "the planar map x + u tanh(w.x + b) has no closed-form inverse"
         )
 

@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, no_inverse_error
+from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
 
 
 class RadialFlow(TransformModule):
@@ -76,7 +76,7 @@ class RadialFlow(TransformModule):
         return x + self.beta * diff / (self.alpha + r)
 
     def _inverse(self, y):
-        raise no_inverse_error(
+        raise _no_inverse_error(
             self, "the radial map x + beta (x - x0) / (alpha + |x - x0|) has no closed-form inverse"
         )
 

@@ -20,13 +20,27 @@ class InverseNotAvailableError(ValueError, KeyError):
 
     It is a ``ValueError`` (scoring such a value is a usage error) and, for
     code written against Pyro, also a ``KeyError``.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.distributions.transforms import InverseNotAvailableError, planar
+        >>> flow = planar(2)
+        >>> y = flow(torch.zeros(2))
+        >>> flow.inv(y) is not None  # produced by the flow: cached
+        True
+        >>> try:
+        ...     flow.inv(torch.ones(2))
+        ... except InverseNotAvailableError as e:
+        ...     print(str(e)[:60])
+        PlanarFlow cannot invert this value: the planar map x + u ta
     """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-def no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableError:
+def _no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableError:
     """Build the error for ``transform._inverse`` when only cached inverses exist."""
     return InverseNotAvailableError(
         f"{type(transform).__name__} cannot invert this value: {why}. Only values that "
@@ -35,6 +49,15 @@ def no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableError
         "arbitrary data, use the transform in the other direction (transform.inv) or "
         "an autoregressive flow whose inverse exists."
     )
+
+
+def _without_caches(state: dict) -> dict:
+    """Drop cached tensors from a transform's state: they may carry autograd graphs,
+    which neither pickle nor deepcopy."""
+    for key in list(state):
+        if key.startswith("_cached"):
+            state[key] = (None, None) if key == "_cached_x_y" else None
+    return state
 
 
 class TransformModule(Transform, torch.nn.Module):
@@ -78,6 +101,9 @@ class TransformModule(Transform, torch.nn.Module):
         return object.__hash__(self)
 
     __repr__ = torch.nn.Module.__repr__
+
+    def __getstate__(self):
+        return _without_caches(super().__getstate__())
 
     # The one-entry cache of ``Transform`` is keyed on the identity of x (or y).
     # A module's parameters change in place during training, so the cache also
@@ -146,6 +172,9 @@ class ComposeTransformModule(ComposeTransform, torch.nn.ModuleList):
         return object.__hash__(self)
 
     __repr__ = torch.nn.Module.__repr__
+
+    def __getstate__(self):
+        return _without_caches(super().__getstate__())
 
 
 class ConditionalTransformModule(torch.nn.Module):

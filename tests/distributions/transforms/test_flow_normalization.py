@@ -65,7 +65,9 @@ def _invert_radial(flow, y):
         alpha, beta, x0 = flow.alpha[0], flow.beta[0], flow.x0
         dy = y - x0
         ry = dy.norm(dim=-1)
-        r = _bisect(lambda r: r * (1 + beta / (alpha + r)), ry, torch.zeros_like(ry), ry + beta.abs() + 1)
+        r = _bisect(
+            lambda r: r * (1 + beta / (alpha + r)), ry, torch.zeros_like(ry), ry + beta.abs() + 1
+        )
         return x0 + dy / (1 + beta / (alpha + r)).unsqueeze(-1)
 
 

@@ -409,3 +409,20 @@ def test_bad_constructor_arguments():
     bad = T.InverseAutoregressiveFlow(AutoRegressiveNN(3, [6], param_dims=[1]))
     with pytest.raises(ValueError, match="must return a pair"):
         bad(torch.randn(3))
+
+
+@pytest.mark.parametrize("name", ["iaf", "planar", "radial", "dsf", "compose"])
+def test_deepcopy_and_save_after_forward(name):
+    import copy
+    import io
+
+    t = VECTOR_FLOWS[name]()
+    x = torch.randn(3, D, dtype=torch.float64)
+    t(x)  # fills the cache with tensors that carry a graph
+    buffer = io.BytesIO()
+    torch.save(t, buffer)
+    buffer.seek(0)
+    for clone in (copy.deepcopy(t), torch.load(buffer, weights_only=False)):
+        x2 = torch.randn(3, D, dtype=torch.float64)
+        assert torch.allclose(clone(x2), t(x2))
+        assert clone is not t and next(clone.parameters()) is not next(t.parameters())
