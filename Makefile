@@ -30,9 +30,11 @@ bench: $(STAMP)
 	$(PY) -c "import pyro" 2>/dev/null || $(PY) -m pip install --quiet --no-deps pyro-ppl==1.9.2 pyro-api
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# sphinx comes from the `docs` extra; installed only when missing (needs network once)
 docs: $(STAMP)
-	$(PY) -m pip install --quiet sphinx
-	$(PY) -m sphinx -W -b html docs docs/_build/html
+	$(PY) -c "import sphinx" 2>/dev/null || $(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "API reference: docs/_build/html/index.html"
 
 lint: $(STAMP)
 	$(PY) -m ruff check ember tests benchmarks examples

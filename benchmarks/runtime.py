@@ -6,6 +6,8 @@ Measures
 
 Prints microseconds per call and the pyro/ember ratio, for the total time and
 for the runtime overhead (total minus the same distribution work done bare).
+Each figure is the best of several chunks of calls, ember and pyro timed in
+turns so that load changes on a shared machine hit both alike.
 Run:
     .venv/bin/python benchmarks/runtime.py
 """
@@ -41,6 +43,21 @@ def best_of(fn, number, repeat=7):
         for _ in range(number):
             fn()
         best = min(best, (time.process_time() - t0) / number)
+    return best
+
+
+def interleaved_best(fns, number, repeat):
+    """``best_of`` for every function in ``fns`` (a dict), timed in turns.
+
+    One chunk of ``number`` calls of each function, then the next round: a change
+    of load on a shared machine then hits every library alike.
+    """
+    best = {k: float("inf") for k in fns}
+    for f in fns.values():
+        f()  # warm up
+    for _ in range(repeat):
+        for k, f in fns.items():
+            best[k] = min(best[k], best_of(f, number, repeat=1))
     return best
 
 
@@ -84,30 +101,49 @@ def with_handlers(lib, fn, k):
     return lib.poutine.trace(lib.poutine.scale(lib.poutine.block(fn, hide=[]), scale=2.0))
 
 
-def run(lib, dist):
-    """{benchmark: (total seconds per call, seconds spent outside the distributions)}."""
+def benchmarks(lib, dist):
+    """{benchmark: (callable, bare callable, calls per site, number, repeat)} for ``lib``."""
     lib.enable_validation(True)
-    results = {}
+    out = {}
     for prebuilt in (False, True):
         model, bare = make_plate_model(lib, dist, prebuilt)
-        traced = lib.poutine.trace(model)
-        t = best_of(traced.get_trace, 100)
-        t_bare = best_of(bare, 100)
         label = "trace plate model" + (" (prebuilt dists)" if prebuilt else "")
-        results[label] = (t, t - t_bare)
+        out[label] = (lib.poutine.trace(model).get_trace, bare, 1, 50, 15)
     for k in (0, 1, 3):
         fn, bare, n = make_site_fn(lib, dist)
-        wrapped = with_handlers(lib, fn, k)
-        t = best_of(wrapped, 60, repeat=11) / n
-        results[f"sample, {k} handler(s), per site"] = (t, t - best_of(bare, 60, repeat=11) / n)
+        out[f"sample, {k} handler(s), per site"] = (with_handlers(lib, fn, k), bare, n, 20, 21)
+    return out
+
+
+def run(libs):
+    """{lib name: {benchmark: (total seconds per call, seconds outside the distributions)}}.
+
+    Every measurement alternates between the libraries (see ``interleaved_best``).
+    """
+    built = {name: benchmarks(lib, dist) for name, (lib, dist) in libs.items()}
+    results = {name: {} for name in libs}
+    for key in built[next(iter(built))]:
+        fns = {}
+        for name in libs:
+            fn, bare, _, number, repeat = built[name][key]
+            fns[(name, "fn")] = fn
+            fns[(name, "bare")] = bare
+        best = interleaved_best(fns, number, repeat)
+        for name in libs:
+            n = built[name][key][2]
+            t, t_bare = best[(name, "fn")] / n, best[(name, "bare")] / n
+            results[name][key] = (t, t - t_bare)
     return results
 
 
 def main():
     torch.set_num_threads(1)
     print(f"model: {N_SITES} Normal sample sites inside plate(size={PLATE}); validation on")
-    ember_res = run(ember, edist)
-    pyro_res = run(pyro, pdist) if pyro is not None else None
+    libs = {"ember": (ember, edist)}
+    if pyro is not None:
+        libs["pyro"] = (pyro, pdist)
+    res = run(libs)
+    ember_res, pyro_res = res["ember"], res.get("pyro")
     if pyro is None:
         print("pyro-ppl is absent: showing ember only (pip install pyro-ppl==1.9.2 to compare)")
     head = f"{'benchmark (us per call)':40s} {'ember':>9s} {'pyro':>9s} {'ratio':>7s}"

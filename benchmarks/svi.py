@@ -15,7 +15,8 @@ hand-written version computes the same ELBO and gradient with
 torch.distributions and one torch optimizer. Validation is on for both
 libraries. Prints each time and the ratios ember/torch and pyro/ember.
 
-Run: ``.venv/bin/python benchmarks/svi.py [--steps N] [--only abcdef]``
+Run: ``.venv/bin/python benchmarks/svi.py [--scale X] [--only abcdef] [--syncs]``
+(``--syncs`` counts the host syncs of one ember step, validation on and off.)
 """
 
 from __future__ import annotations
@@ -268,13 +269,15 @@ def lib_d(lib):
 
 
 def torch_d():
-    w_u = torch.zeros(K_D, requires_grad=True)  # stick-breaking would match exactly; softmax here
+    # the simplex parameter goes through transform_to(simplex), as in ember.param and pyro.param
+    to_simplex = td.transform_to(td.constraints.simplex)
+    w_u = to_simplex.inv(torch.ones(K_D) / K_D).requires_grad_(True)
     locs = torch.tensor([-1.0, 0.0, 1.0], requires_grad=True)
     s_u = torch.tensor(0.0, requires_grad=True)
     opt = torch.optim.Adam([w_u, locs, s_u], lr=0.05)
 
     def step():
-        w = w_u.softmax(0)
+        w = to_simplex(w_u)
         scale = s_u.exp()
         log_p = td.Dirichlet(torch.ones(K_D)).log_prob(w)
         log_p = log_p + td.Normal(0.0, 10.0).log_prob(locs).sum()
@@ -376,6 +379,54 @@ CASES = {
 }
 
 
+def count_syncs(step, steps=3):
+    """Host syncs per call of ``step``: ``(total, from torch.optim)``, counted as calls of the
+    ops that hand a tensor's value to Python: the one behind ``.item()``, ``float(t)`` and
+    ``bool(t)`` (``aten._local_scalar_dense``) and ``torch.equal``.
+
+    torch's single-tensor Adam reads its per-parameter step counter with ``.item()``; those
+    counters are CPU tensors even when the parameters live on a GPU, so they are reported
+    apart from the others.
+    """
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        total = 0
+        optim = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("_local_scalar_dense", "equal"):
+                _Count.total += 1
+                if any("torch/optim/" in f.filename for f in traceback.extract_stack()):
+                    _Count.optim += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        for _ in range(steps):
+            step()
+    return _Count.total / steps, _Count.optim / steps
+
+
+def report_syncs(cases):
+    """Print the host syncs of one ember step, validation on and off."""
+    print("host syncs per ember step (.item()/float()/bool() on a tensor, torch.equal)")
+    for key in cases:
+        title, lib_builder, _, _ = CASES[key]
+        for validate in (True, False):
+            step = build_lib(ember, lib_builder)
+            ember.enable_validation(validate)
+            for _ in range(2):
+                step()
+            total, optim = count_syncs(step)
+            print(
+                f"({key}) {title:<36} validation {'on ' if validate else 'off'}: "
+                f"{total:5.1f} syncs, of which {optim:.1f} in torch.optim (CPU step counters)"
+            )
+    ember.enable_validation(True)
+
+
 def build_lib(lib, builder):
     lib.clear_param_store()
     lib.set_rng_seed(0)
@@ -391,7 +442,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="abcdef")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply step counts")
+    parser.add_argument(
+        "--syncs", action="store_true", help="count host syncs per ember step instead of timing"
+    )
     args = parser.parse_args()
+    if args.syncs:
+        report_syncs(args.only)
+        return
     print(f"torch {torch.__version__}, pyro {pyro.__version__ if pyro else 'not installed'}")
     print("seconds per step (CPU time, best of 7 interleaved chunks)")
     print(

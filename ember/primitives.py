@@ -82,10 +82,10 @@ def param(
         tensor([0., 2.], grad_fn=<IndexSelectBackward0>)
     """
     stack = _get_stack()
+    if not stack:
+        return _PYRO_PARAM_STORE.get_param(name, init_tensor, constraint, event_dim)
     args = (name,) if init_tensor is None else (name, init_tensor)
     kwargs = {"constraint": constraint, "event_dim": event_dim}
-    if not stack:
-        return _PYRO_PARAM_STORE.get_param(*args, **kwargs)
     msg = {
         "type": "param",
         "name": name,
@@ -140,7 +140,7 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: dict | None = N
                 )
             return obs
         return fn(*args, **kwargs)
-    if is_validation_enabled() and not isinstance(name, str):
+    if type(name) is not str and is_validation_enabled() and not isinstance(name, str):
         raise TypeError(f"sample site names must be str, got {type(name).__name__} {name!r}")
     msg = {
         "type": "sample",
@@ -288,17 +288,8 @@ class plate(PlateMessenger):
         [0, 1, 2]
     """
 
-    def __init__(
-        self,
-        name: str,
-        size: int | None = None,
-        subsample_size: int | None = None,
-        subsample: torch.Tensor | None = None,
-        dim: int | None = None,
-        use_cuda: bool | None = None,
-        device=None,
-    ):
-        super().__init__(name, size, subsample_size, subsample, dim, use_cuda, device)
+    # (the constructor is SubsampleMessenger's: name, size=None, subsample_size=None,
+    # subsample=None, dim=None, use_cuda=None, device=None)
 
 
 class iarange(plate):

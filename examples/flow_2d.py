@@ -85,7 +85,7 @@ def plot_densities(results, out_dir):
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (title, lp) in zip(axes, panels):
-        ax.pcolormesh(g1, g2, lp.exp().reshape(150, 150), shading="auto")
+        ax.pcolormesh(g1.numpy(), g2.numpy(), lp.exp().reshape(150, 150).numpy(), shading="auto")
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -308,3 +308,70 @@ def test_iaf_guide_trains():
     names = set(pyro.get_param_store().keys())
     assert names and all(n.startswith("iaf$$$") for n in names)
     assert len(names) == len(list(iaf.parameters()))
+
+
+# --------------------------------------------------------------------------
+# 9. Names and call forms Pyro users reach for
+# --------------------------------------------------------------------------
+
+
+def test_pyro_style_names_and_kwargs():
+    import warnings
+
+    def model(data=None):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(data)):
+            pyro.sample("x", dist.Normal(mu, 1.0), obs=data)
+
+    def guide(data=None):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        pyro.sample("mu", dist.Normal(loc, 0.5))
+
+    data = torch.tensor([1.0, 2.0])
+    pyro.set_rng_seed(6)
+    # pyro.infer.* and pyro.optim.* paths, step(**kwargs)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
+    assert isinstance(svi.step(data=data), float)
+    assert pyro.param("loc").item() != 0.0
+    # differentiable_loss is a tensor one can back-propagate
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, data=data)
+    (grad,) = torch.autograd.grad(loss, [pyro.get_param_store().get_param("loc")])
+    assert loss.dim() == 0 and torch.isfinite(grad)
+    # JIT-named losses run as their plain counterparts (no compilation) and say so
+    for name, plain in [
+        ("JitTrace_ELBO", pyro.infer.Trace_ELBO),
+        ("JitTraceGraph_ELBO", pyro.infer.TraceGraph_ELBO),
+        ("JitTraceMeanField_ELBO", pyro.infer.TraceMeanField_ELBO),
+        ("JitTraceEnum_ELBO", pyro.infer.TraceEnum_ELBO),
+    ]:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            elbo = getattr(pyro.infer, name)(max_plate_nesting=1)
+        assert isinstance(elbo, plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jit = pyro.infer.JitTrace_ELBO(num_particles=2)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), jit)
+    assert math.isfinite(svi.step(data=data))
+    # Importance -> EmpiricalMarginal, and Predictive returns a dict of stacked samples
+    posterior = pyro.infer.Importance(model, guide=guide, num_samples=50).run(data=data)
+    assert pyro.infer.EmpiricalMarginal(posterior, "mu").sample().shape == ()
+    out = pyro.infer.Predictive(model, guide=guide, num_samples=7)(data=data)
+    # as in Pyro: by default every site the guide did not sample (x keeps its data)
+    assert set(out) == {"x"}
+    assert torch.equal(out["x"], data.expand(7, 2))
+    out = pyro.infer.Predictive(model, guide=guide, num_samples=7, return_sites=["mu"])(data=data)
+    assert out["mu"].shape == (7, 1)
+
+
+def test_jit_name_warns_once():
+    import ember.infer.jit_elbo as jit_elbo
+
+    jit_elbo._warned.discard("JitTraceGraph_ELBO")
+    with pytest.warns(UserWarning, match="does not JIT-compile"):
+        pyro.infer.JitTraceGraph_ELBO()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pyro.infer.JitTraceGraph_ELBO()  # second time: silent

@@ -1,4 +1,8 @@
-"""examples/flow_2d.py runs end to end with a tiny step count and answers --help."""
+"""examples/flow_2d.py runs end to end with a tiny step count and answers --help.
+
+The end-to-end run goes through a subprocess (the script as a user runs it);
+the argument checks call the script's ``main`` in-process, which is faster.
+"""
 
 import importlib.util
 import os
@@ -6,8 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "flow_2d.py"
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("flow_2d_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run(*args):
@@ -16,10 +29,12 @@ def _run(*args):
     )
 
 
-def test_flow_example_help():
-    proc = _run("--help")
-    assert proc.returncode == 0, proc.stderr
-    assert "--steps" in proc.stdout and "--out" in proc.stdout
+def test_flow_example_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_example().main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--steps" in out and "--out" in out and "--flows" in out
 
 
 def test_flow_example_tiny_run(tmp_path):
@@ -41,6 +56,15 @@ def test_flow_example_tiny_run(tmp_path):
         assert "matplotlib is not installed" in out
 
 
-def test_flow_example_rejects_bad_arguments():
-    proc = _run("--steps", "-1")
-    assert proc.returncode != 0 and "--steps must be >= 0" in proc.stderr
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--steps", "-1"], "--steps must be >= 0"),
+        (["--flows", "maf"], "invalid choice: 'maf'"),
+    ],
+)
+def test_flow_example_rejects_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_example().main(argv)
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err

@@ -36,7 +36,22 @@ DEMOS = {
 
 
 def run_demos(names: Sequence[str], config: DemoConfig) -> List[DemoResult]:
-    """Run the named demos in order and return their results."""
+    """Run the named demos in order and return their results.
+
+    Example::
+
+        >>> from ember.demo import run_demos
+        >>> from ember.demo.common import DemoConfig
+        >>> [result] = run_demos(["sprinkler"], DemoConfig(quick=True))  # doctest: +ELLIPSIS
+        <BLANKLINE>
+        == Sprinkler network: exact posterior by Search, sampled by Importance
+        ...
+        >>> result.name, all(check.passed for check in result.checks)
+        ('sprinkler', True)
+    """
+    unknown = [name for name in names if name not in DEMOS]
+    if unknown:
+        raise ValueError(f"run_demos: unknown demo(s) {unknown}; choose from {list(DEMOS)}")
     import importlib
 
     results = []
@@ -80,7 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo from the command line; return the exit status (1 if a check failed)."""
+    """Run the demo from the command line; return the exit status (1 if a check failed).
+
+    ``main(["--quick", "--only", "sprinkler"])`` is ``python -m ember demo
+    --quick --only sprinkler``; ``main(["--help"])`` lists the options.
+    """
     args = _parser().parse_args(argv)
     import torch
 

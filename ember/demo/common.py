@@ -80,7 +80,15 @@ class Check:
 
 @dataclass
 class DemoResult:
-    """What a demo reports back to the driver."""
+    """What a demo reports back to the driver: its name, wall time, checks and plot files.
+
+    Example::
+
+        >>> from ember.demo.common import Check, DemoResult
+        >>> r = DemoResult("toy", 0.5, [Check("1 + 1 == 2", 1 + 1 == 2)])
+        >>> r.name, [str(c) for c in r.checks], r.figures
+        ('toy', ['[ok] 1 + 1 == 2'], [])
+    """
 
     name: str
     seconds: float
@@ -176,7 +184,16 @@ def posterior_rows(samples: Dict[str, torch.Tensor]) -> List[List[object]]:
 
 
 def section(title: str, lines: Sequence[str] = ()) -> None:
-    """Print a demo section header with a few lines of explanation."""
+    """Print a demo section header with a few lines of explanation.
+
+    Example::
+
+        >>> from ember.demo.common import section
+        >>> section("Toy model", ["data: none"])
+        <BLANKLINE>
+        == Toy model
+           data: none
+    """
     print()
     print(f"== {title}")
     for line in lines:
@@ -187,7 +204,15 @@ _PYPLOT = None
 
 
 def pyplot():
-    """matplotlib's pyplot with the file-only Agg backend, or ``None`` without matplotlib."""
+    """matplotlib's pyplot with the file-only Agg backend, or ``None`` without matplotlib.
+
+    Example::
+
+        >>> from ember.demo.common import pyplot
+        >>> plt = pyplot()
+        >>> plt is None or plt.get_backend().lower() == "agg"
+        True
+    """
     global _PYPLOT
     if _PYPLOT is None:
         try:

@@ -12,10 +12,16 @@ with a mean linear in ``mu``, and each ``theta_tilde_j`` is normal with a mean
 linear in ``mu`` and ``log tau``, so the guide follows the funnel-shaped
 dependence between the group scale and the school effects that a mean-field
 guide misses.
+
+The fitted posterior means are checked against the exact posterior of the
+same model, computed by one-dimensional quadrature over tau
+(:func:`exact_posterior`), which reproduces the published means (mu 4.4,
+tau 3.6, school effects 3.6 to 6.3).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List
 
 import torch
@@ -40,11 +46,19 @@ from ember.infer import SVI, Predictive, Trace_ELBO
 from ember.infer.progress import progress_loop
 from ember.optim import ClippedAdam
 
-__all__ = ["model", "guide", "fit", "posterior_samples", "run", "PUBLISHED"]
+__all__ = ["model", "guide", "fit", "posterior_samples", "exact_posterior", "run", "PUBLISHED"]
 
-#: Posterior means of the standard (non-centered, HMC) analysis of this model
-#: (mu ~ N(0, 5), tau ~ HalfCauchy(5)): mu 4.4, tau 3.6, school effects 3.6..6.4.
-PUBLISHED = {"mu": 4.4, "tau": 3.6, "theta_low": 3.6, "theta_high": 6.4}
+#: Posterior means published for this model (mu ~ N(0, 5), tau ~ HalfCauchy(5);
+#: the HMC analyses in the Stan and PyMC case studies): mu 4.4, tau 3.6.
+PUBLISHED = {"mu": 4.4, "tau": 3.6}
+
+#: A fitted mean passes when it is within this many exact posterior standard
+#: deviations of the exact mean. The Monte Carlo error of 4000 draws is about
+#: 0.02 sd; the rest is the guide's bias and the optimizer's noise. A Gaussian
+#: guide fits the bulk of the posterior, not its heavy tail in tau, so it
+#: shrinks tau by 0.1 to 0.3 sd (seeds 0-2, 600 and 1000 steps), hence a wider
+#: band for tau.
+TOLERANCE_SD = {"mu": 0.25, "tau": 0.4, "theta": 0.25}
 
 
 def model(sigma: torch.Tensor, y: torch.Tensor = None) -> None:
@@ -117,10 +131,71 @@ def posterior_samples(num_samples: int) -> Dict[str, torch.Tensor]:
     }
 
 
+def exact_posterior(
+    sigma: torch.Tensor, y: torch.Tensor, num_grid: int = 4000
+) -> Dict[str, torch.Tensor]:
+    """Exact posterior means and sds of ``mu``, ``tau`` and ``theta``, by quadrature over tau.
+
+    Given ``tau`` the model is Gaussian: ``y_j ~ N(mu, sigma_j^2 + tau^2)``
+    after integrating ``theta_j``, so ``p(tau | y)`` is known up to a constant
+    and ``mu``, ``theta`` have Gaussian conditionals (Gelman et al., *Bayesian
+    Data Analysis*, section 5.4). The remaining one-dimensional integral over
+    ``tau`` is a midpoint rule in ``u = (2/pi) atan(tau/5)``, the HalfCauchy(5)
+    prior's CDF, under which the prior is uniform on (0, 1). Computed in
+    float64; the result has the dtype of ``sigma``.
+
+    :return: a dict with ``"mu"``, ``"tau"``, ``"theta"``, each a tensor
+        ``[mean, sd]`` (``theta``: shape ``(2, 8)``).
+
+    Example::
+
+        >>> from ember.demo.datasets import load_eight_schools
+        >>> from ember.demo.eight_schools import exact_posterior
+        >>> d = load_eight_schools()
+        >>> post = exact_posterior(d["stderr"], d["effect"])
+        >>> round(float(post["mu"][0]), 1), round(float(post["tau"][0]), 1)
+        (4.4, 3.6)
+    """
+    if sigma.shape != y.shape or sigma.dim() != 1:
+        raise ValueError(
+            f"exact_posterior: sigma and y must be vectors of the same length, got shapes "
+            f"{tuple(sigma.shape)} and {tuple(y.shape)}"
+        )
+    s2, y64 = sigma.double() ** 2, y.double()
+    u = (torch.arange(num_grid, dtype=torch.float64, device=y.device) + 0.5) / num_grid
+    tau = 5.0 * torch.tan(u * (math.pi / 2))
+    var_y = s2 + tau.unsqueeze(-1) ** 2  # (grid, schools): var of y_j given mu, tau
+    # mu | tau, y: prior N(0, 5^2), and each y_j ~ N(mu, var_y_j)
+    mu_prec = 1.0 / 25.0 + (1.0 / var_y).sum(-1)
+    mu_mean = (y64 / var_y).sum(-1) / mu_prec
+    mu_var = 1.0 / mu_prec
+    # p(y | tau): y ~ N(0, diag(var_y) + 25 * ones); tau's prior is uniform in u
+    cov = torch.diag_embed(var_y) + 25.0
+    log_lik = torch.distributions.MultivariateNormal(torch.zeros_like(y64), cov).log_prob(y64)
+    w = torch.softmax(log_lik, 0).unsqueeze(-1)
+    # theta_j | mu, tau, y: precision-weighted mean of y_j and mu
+    shrink = s2 / var_y
+    th_mean = (1.0 - shrink) * y64 + shrink * mu_mean.unsqueeze(-1)
+    th_var = s2 * (1.0 - shrink) + shrink**2 * mu_var.unsqueeze(-1)
+
+    def mean_sd(cond_mean: torch.Tensor, cond_var: torch.Tensor) -> torch.Tensor:
+        if cond_mean.dim() == 1:
+            cond_mean, cond_var = cond_mean.unsqueeze(-1), cond_var.unsqueeze(-1)
+        m = (w * cond_mean).sum(0)
+        v = (w * (cond_var + cond_mean**2)).sum(0) - m**2
+        return torch.stack([m, v.clamp(min=0).sqrt()]).squeeze(-1).to(sigma.dtype)
+
+    return {
+        "mu": mean_sd(mu_mean, mu_var),
+        "tau": mean_sd(tau, torch.zeros_like(tau)),
+        "theta": mean_sd(th_mean, th_var),
+    }
+
+
 def run(config: DemoConfig) -> DemoResult:
     """Fit, print the posterior summary and the checks, and plot."""
     data = load_eight_schools()
-    steps = config.steps(1000, 300)
+    steps = config.steps(1000, 600)
     section(
         "Eight schools (Rubin 1981): hierarchical normal model, SVI",
         [
@@ -138,27 +213,47 @@ def run(config: DemoConfig) -> DemoResult:
     print(
         f"   wall time {timer.seconds:.1f} s; loss over the last steps {sum(tail) / len(tail):.2f}"
     )
-    print("   posterior (4000 draws from the fitted guide):")
-    print(format_table(["latent", "mean", "sd", "5%", "95%"], posterior_rows(draws), indent=5))
+    exact = exact_posterior(data["stderr"], data["effect"])
+    rows = posterior_rows(draws)
+    exact_mean = [exact["mu"][0], exact["tau"][0], *exact["theta"][0]]
+    exact_sd = [exact["mu"][1], exact["tau"][1], *exact["theta"][1]]
+    tol = [TOLERANCE_SD["mu"], TOLERANCE_SD["tau"]] + [TOLERANCE_SD["theta"]] * len(rows[2:])
+    in_range = []
+    for row, m, sd, k in zip(rows, exact_mean, exact_sd, tol):
+        lo, hi = float(m - k * sd), float(m + k * sd)
+        in_range.append((row[0], row[1], lo, hi, lo <= row[1] <= hi))
+        row += [float(m), float(sd), f"[{lo:.2f}, {hi:.2f}]"]
+    print(
+        "   posterior (4000 draws from the fitted guide) and the exact posterior (quadrature "
+        "over tau);"
+    )
+    print(
+        f"   a fitted mean passes inside exact mean +- {TOLERANCE_SD['mu']} exact sd "
+        f"(tau: +- {TOLERANCE_SD['tau']} sd, as a Gaussian guide shrinks tau):"
+    )
+    header = ["latent", "mean", "sd", "5%", "95%", "exact mean", "exact sd", "pass range"]
+    print(format_table(header, rows, indent=5))
 
-    mu_mean = float(draws["mu"].mean())
-    tau_mean = float(draws["tau"].mean())
-    theta_means = draws["theta"].mean(0)
-    lo, hi = float(theta_means.min()), float(theta_means.max())
-    mu_tol = 1.5
+    def describe(items) -> str:
+        return ", ".join(f"{name} {v:.2f} in [{lo:.2f}, {hi:.2f}]" for name, v, lo, hi, _ in items)
+
+    mu_row, tau_row, theta_rows = in_range[0], in_range[1], in_range[2:]
+    published_ok = all(
+        abs(float(exact[name][0]) - PUBLISHED[name]) < 0.05 for name in ("mu", "tau")
+    )
     checks = [
         Check(
-            f"mu posterior mean {mu_mean:.2f} within {mu_tol} of the published {PUBLISHED['mu']}",
-            abs(mu_mean - PUBLISHED["mu"]) < mu_tol,
+            f"exact posterior means mu {float(exact['mu'][0]):.2f}, tau "
+            f"{float(exact['tau'][0]):.2f} match the published {PUBLISHED['mu']}, "
+            f"{PUBLISHED['tau']} (to 0.05)",
+            published_ok,
         ),
+        Check(f"mean {describe([mu_row])} (exact +- {TOLERANCE_SD['mu']} sd)", mu_row[-1]),
+        Check(f"mean {describe([tau_row])} (exact +- {TOLERANCE_SD['tau']} sd)", tau_row[-1]),
         Check(
-            f"tau posterior mean {tau_mean:.2f} in [1.5, 5.5] (published {PUBLISHED['tau']})",
-            1.5 <= tau_mean <= 5.5,
-        ),
-        Check(
-            f"school effect means {lo:.2f}..{hi:.2f} within [2.5, 7.5] (published "
-            f"{PUBLISHED['theta_low']}..{PUBLISHED['theta_high']}; raw estimates -3..28)",
-            2.5 <= lo and hi <= 7.5,
+            f"every school's mean within exact +- {TOLERANCE_SD['theta']} sd: "
+            f"{describe(theta_rows)}",
+            all(r[-1] for r in theta_rows),
         ),
     ]
     result = DemoResult("eight_schools", timer.seconds, checks)
@@ -187,7 +282,7 @@ def _plot_posterior(config: DemoConfig, data, draws, result: DemoResult) -> None
     ax1.legend(fontsize=7)
     tau = draws["tau"]
     ax2.hist(tau[tau < 20].tolist(), bins=60, color="C1")
-    ax2.axvline(PUBLISHED["tau"], color="k", ls="--", lw=1, label="published mean")
+    ax2.axvline(PUBLISHED["tau"], color="k", ls="--", lw=1, label="published (exact) mean")
     ax2.set_xlabel("tau (draws below 20)")
     ax2.set_title("Between-school sd tau")
     ax2.legend(fontsize=7)

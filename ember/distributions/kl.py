@@ -3,7 +3,9 @@
 * :class:`Independent` against :class:`Independent` with different numbers of
   reinterpreted dims (torch handles only equal ones);
 * a diagonal normal (``Normal(...).to_event(1)``) against a
-  :class:`MultivariateNormal`, both ways.
+  :class:`MultivariateNormal`, both ways;
+* a point mass with event dims (``Delta(v).to_event(1)``) against a
+  :class:`MultivariateNormal`: ``log_density - q.log_prob(v)``.
 
 The masked and expanded wrappers register theirs in ``torch_distribution``.
 
@@ -46,12 +48,32 @@ def _diag_normal(d):
     return None
 
 
+def _kl_independent_delta(p, q):
+    """KL(Independent(Delta) || q) = sum of the Delta's log densities - log q(v)."""
+    base = p.base_dist
+    log_density = sum_rightmost(
+        base.log_density.expand(base.batch_shape), p.reinterpreted_batch_ndims
+    )
+    return log_density - q.log_prob(base.v)
+
+
 @register_kl(Independent, MultivariateNormal)
 def _kl_diag_normal_mvn(p, q):
+    from ember.distributions.delta import Delta  # delta imports this package's wrappers
+
+    if isinstance(p.base_dist, Delta):
+        if p.event_shape != q.event_shape:
+            raise ValueError(
+                f"KL(Independent(Delta) || MultivariateNormal): event shapes differ, "
+                f"{tuple(p.event_shape)} vs {tuple(q.event_shape)}; reinterpret the Delta's "
+                "batch dims so its event shape matches"
+            )
+        return _kl_independent_delta(p, q)
     base = _diag_normal(p)
     if base is None:
         raise NotImplementedError(  # abstract: torch's dispatcher expects this for no rule
-            f"no KL rule for {p!r} against MultivariateNormal; only Normal(...).to_event(1)"
+            f"no KL rule for {p!r} against MultivariateNormal; only Normal(...).to_event(1) "
+            "or Delta(...).to_event(1)"
         )
     k = q.event_shape[0]
     var = base.scale.pow(2).expand(p.batch_shape + p.event_shape)

@@ -6,6 +6,12 @@ from ember.infer.abstract_infer import EmpiricalMarginal, TracePosterior
 from ember.infer.elbo import ELBO, ELBOModule
 from ember.infer.enum import config_enumerate
 from ember.infer.importance import Importance
+from ember.infer.jit_elbo import (
+    JitTrace_ELBO,
+    JitTraceEnum_ELBO,
+    JitTraceGraph_ELBO,
+    JitTraceMeanField_ELBO,
+)
 from ember.infer.predictive import Predictive
 from ember.infer.search import Search
 from ember.infer.svi import SVI
@@ -19,6 +25,10 @@ __all__ = [
     "ELBOModule",
     "EmpiricalMarginal",
     "Importance",
+    "JitTraceEnum_ELBO",
+    "JitTraceGraph_ELBO",
+    "JitTraceMeanField_ELBO",
+    "JitTrace_ELBO",
     "Predictive",
     "SVI",
     "Search",

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from typing import Callable, Iterator, List, Sequence, Tuple, Union
+from collections import OrderedDict
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 
 from ember import poutine
 from ember.distributions.empirical import Empirical
+from ember.poutine.trace_struct import site_is_subsample
 
 __all__ = ["EmpiricalMarginal", "TracePosterior"]
 
@@ -233,11 +235,106 @@ class TracePosterior(metaclass=ABCMeta):
         """The :class:`EmpiricalMarginal` of ``sites`` (default: the return value)."""
         return EmpiricalMarginal(self, sites)
 
-    def information_criterion(self, pointwise: bool = False):
-        raise ValueError(
-            "information_criterion needs per-data-point log likelihoods, which this "
-            f"{type(self).__name__} does not record"
-        )
+    def _pointwise_log_likelihood(self) -> torch.Tensor:
+        """``(num_samples, *data_shape)``: log-likelihood of each data point in each sample."""
+        names = set()
+        parts = []
+
+        def observed(trace):
+            found = [
+                name
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)
+            ]
+            if len(found) != 1:
+                raise ValueError(
+                    "information_criterion needs a model with exactly one observed site, "
+                    f"found {sorted(found)}"
+                )
+            names.add(found[0])
+            if len(names) > 1:
+                raise ValueError(
+                    "information_criterion: the traces observe different sites "
+                    f"{sorted(names)}; the model must observe the same site in every run"
+                )
+            return trace.nodes[found[0]]
+
+        if self._exec_traces:
+            lls = []
+            for tr in self._exec_traces:
+                site = observed(tr)
+                lls.append(site["fn"].log_prob(site["value"]).detach())
+            parts.append(torch.stack(lls))
+        for batch in self._batches:
+            site = observed(batch.trace)
+            ll = site["fn"].log_prob(site["value"]).detach()
+            pos = ll.dim() - batch.max_plate_nesting - 1
+            if pos < 0 or ll.shape[pos] == 1:
+                ll = ll.unsqueeze(0).expand((batch.num_samples,) + ll.shape)
+                pos = 0
+            ll = ll.movedim(pos, 0)
+            depth = 0
+            for f in site.get("cond_indep_stack", ()) or ():
+                if (
+                    f.name != _SAMPLES_PLATE
+                    and getattr(f, "vectorized", True)
+                    and f.dim is not None
+                ):
+                    depth = max(depth, -f.dim)
+            shape = tuple(ll.shape[1:])
+            while len(shape) > depth and shape[0] == 1:
+                shape = shape[1:]
+            parts.append(ll.reshape((batch.num_samples,) + shape))
+        if not parts:
+            raise ValueError(
+                f"{type(self).__name__} has no samples; call .run(*args, **kwargs) first"
+            )
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def information_criterion(self, pointwise: bool = False) -> Dict[str, torch.Tensor]:
+        """The widely applicable information criterion (WAIC) of the posterior's samples.
+
+        For the model's one observed site, with ``l[s, i]`` the log-likelihood
+        of data point ``i`` under sample ``s`` and ``w[s]`` the normalized
+        weights: ``lppd[i] = log sum_s w[s] exp(l[s, i])``, ``p_waic[i]`` is the
+        weighted variance of ``l[:, i]`` (unbiased for reliability weights,
+        i.e. divided by ``1 - sum_s w[s]**2``), and
+        ``waic[i] = -2 * (lppd[i] - p_waic[i])`` (Watanabe 2010; Gelman, Hwang
+        and Vehtari 2014). Returns ``{"waic": ..., "p_waic": ...}``, summed over
+        data points unless ``pointwise=True``.
+
+        Example::
+
+            >>> import torch, ember, ember.distributions as dist
+            >>> from ember.infer import Importance
+            >>> ember.set_rng_seed(0)
+            >>> def model(data):
+            ...     mu = ember.sample("mu", dist.Normal(0.0, 1.0))
+            ...     with ember.plate("data", len(data)):
+            ...         ember.sample("x", dist.Normal(mu, 1.0), obs=data)
+            >>> posterior = Importance(model, num_samples=500).run(torch.zeros(4))
+            >>> ic = posterior.information_criterion(pointwise=True)
+            >>> sorted(ic), ic["waic"].shape
+            (['p_waic', 'waic'], torch.Size([4]))
+        """
+        ll = self._pointwise_log_likelihood()
+        log_w = self._log_weights_tensor().to(dtype=ll.dtype, device=ll.device)
+        log_w = log_w - torch.logsumexp(log_w, 0)
+        log_w = log_w.reshape(log_w.shape + (1,) * (ll.dim() - 1))
+        w = log_w.exp()
+        lppd = torch.logsumexp(ll + log_w, 0)
+        mean = (w * ll).sum(0)
+        denom = 1.0 - (w**2).sum(0)
+        if not bool((denom > 0).all()):
+            raise ValueError(
+                "information_criterion: the weights put all mass on one sample (effective "
+                "sample size 1); draw more samples"
+            )
+        p_waic = (w * (ll - mean) ** 2).sum(0) / denom
+        waic = -2.0 * (lppd - p_waic)
+        if not pointwise:
+            waic, p_waic = waic.sum(), p_waic.sum()
+        return OrderedDict([("waic", waic), ("p_waic", p_waic)])
 
 
 class EmpiricalMarginal(Empirical):

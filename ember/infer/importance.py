@@ -32,6 +32,29 @@ def _observed_only(site) -> bool:
     return site["type"] == "sample" and site["is_observed"]
 
 
+def _latent_names(trace):
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]
+
+
+def _sample_trace(batch: _Batch, trace, i: int):
+    """A trace holding sample ``i``'s value at every latent site of a vectorized ``trace``."""
+    out = poutine.Trace()
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        value = site["value"]
+        pos = batch.sample_dim(site, value)
+        if pos is not None:
+            value = value.select(pos, i)
+            value = value.reshape(batch.natural_shape(site, value.shape))
+        out.add_node(name, type="sample", value=value, is_observed=False, infer=site["infer"])
+    return out
+
+
 class Importance(TracePosterior):
     """Importance sampling with the guide as proposal (the model's prior if no guide).
 
@@ -166,7 +189,46 @@ class Importance(TracePosterior):
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and not site["is_observed"]:
                 batch.sample_dim(site, site["value"])  # raises if the sample dim is wrong
+        # A model may run vectorized without error and still be wrong (e.g. it
+        # sums a latent over all dims, mixing the samples). Replay the first and
+        # the last sample one at a time and insist on the same log weights.
+        for i in sorted({0, n - 1}):
+            self._check_sample(batch, guide_trace, i, args, kwargs)
         return batch
+
+    def _check_sample(self, batch: _Batch, guide_trace, i: int, args, kwargs) -> None:
+        """Raise ``ValueError`` unless sample ``i`` of ``batch`` replays to its log weight."""
+        values = _sample_trace(batch, batch.trace, i)
+        if guide_trace is not None:
+            values = _sample_trace(batch, guide_trace, i)
+            guide = poutine.replay(self.guide, trace=values)
+            guide_tr = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(
+                *args, **kwargs
+            )
+            _prune_in_place(guide_tr)
+            guide_tr.compute_log_prob()
+        else:
+            model_tr = poutine.trace(poutine.replay(self.model, trace=values)).get_trace(
+                *args, **kwargs
+            )
+            guide_tr = None
+        _prune_in_place(model_tr)
+        model_tr.compute_log_prob()
+        if set(_latent_names(model_tr)) != set(_latent_names(batch.trace)):
+            raise ValueError(
+                "the sites of one sample differ from those of the vectorized run "
+                f"({sorted(_latent_names(model_tr))} vs {sorted(_latent_names(batch.trace))})"
+            )
+        one = self._log_weight(model_tr, guide_tr, None)
+        one = float(one) if not isinstance(one, torch.Tensor) else one.item()
+        vec = batch.log_weights[i].item()
+        if not abs(one - vec) <= 1e-3 + 1e-4 * abs(one):
+            raise ValueError(
+                f"sample {i} has log weight {vec:.6g} in the vectorized run but {one:.6g} when "
+                "replayed alone: the model mixes the samples (e.g. it reduces a latent over "
+                "all its dims, or indexes it by position)"
+            )
 
     def run(self, *args, **kwargs) -> Importance:
         """Draw ``num_samples`` weighted traces; arguments go to model and guide."""

@@ -14,43 +14,57 @@ from ember.infer.util import is_identically_zero, particle_sum
 __all__ = ["Trace_ELBO"]
 
 
+def _add(total, term):
+    """``total + term`` where ``total`` None means nothing yet (no ``0.0 + tensor`` op)."""
+    return term if total is None else total + term
+
+
 def _trace_elbo_terms(model_trace, guide_trace, particle_dim):
     """``(elbo, surrogate_elbo)`` of one trace pair, one entry per particle.
 
     With ``particle_dim=None`` both are scalars. The surrogate's gradient is an
     unbiased estimate of the ELBO's gradient: pathwise for reparameterized
-    sites, ``elbo.detach() * score_function`` for the others.
+    sites, ``elbo.detach() * score_function`` for the others. When every guide
+    site's entropy term is its log-density (all reparameterized), the surrogate
+    before the score-function term *is* the ELBO, and the same tensor is returned.
     """
-    log_p = 0.0
+    log_p = None
     for site in model_trace.nodes.values():
         if site["type"] == "sample":
             if particle_dim is None:
-                log_p = log_p + site["log_prob_sum"]
+                log_p = _add(log_p, site["log_prob_sum"])
             else:
-                log_p = log_p + particle_sum(site["log_prob"], particle_dim)
-    log_q = 0.0
-    entropy = 0.0
-    score = 0.0
+                log_p = _add(log_p, particle_sum(site["log_prob"], particle_dim))
+    log_q = None
+    entropy = None
+    entropy_is_log_q = True
+    score = None
     for site in guide_trace.nodes.values():
         if site["type"] != "sample" or site["is_observed"]:
             continue
         lp, sf, ent = site["score_parts"]
         if particle_dim is None:
             lp_sum = site["log_prob_sum"]
-            log_q = log_q + lp_sum
-            if ent is lp:
-                entropy = entropy + lp_sum
-            elif not is_identically_zero(ent):
-                entropy = entropy + ent.sum()
         else:
-            log_q = log_q + particle_sum(lp, particle_dim)
+            lp_sum = particle_sum(lp, particle_dim)
+        log_q = _add(log_q, lp_sum)
+        if ent is lp:
+            entropy = _add(entropy, lp_sum)
+        else:
+            entropy_is_log_q = False
             if not is_identically_zero(ent):
-                entropy = entropy + particle_sum(ent, particle_dim)
+                ent_sum = ent.sum() if particle_dim is None else particle_sum(ent, particle_dim)
+                entropy = _add(entropy, ent_sum)
         if not is_identically_zero(sf):
-            score = score + particle_sum(sf, particle_dim)
-    elbo = log_p - log_q
-    surrogate = log_p - entropy
-    if not is_identically_zero(score):
+            score = _add(score, particle_sum(sf, particle_dim))
+    if log_p is None:
+        log_p = 0.0
+    elbo = log_p if log_q is None else log_p - log_q
+    if entropy_is_log_q:
+        surrogate = elbo
+    else:
+        surrogate = log_p if entropy is None else log_p - entropy
+    if score is not None:
         surrogate = surrogate + elbo.detach() * score
     return elbo, surrogate
 
@@ -81,21 +95,33 @@ class Trace_ELBO(ELBO):
     _reports_params = True
 
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
-        loss = 0.0
-        surrogate_loss = 0.0
+        elbo = None
+        surrogate_elbo = None
+        same = True
         particle_dim = None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle_dim = self._particle_dim()
-            elbo, surrogate = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
-            loss = loss - elbo
-            surrogate_loss = surrogate_loss - surrogate
+            elbo_p, surrogate_p = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
+            same = same and surrogate_p is elbo_p
+            elbo = elbo_p if elbo is None else elbo + elbo_p
+            if same:
+                surrogate_elbo = elbo
+            else:
+                surrogate_elbo = (
+                    surrogate_p if surrogate_elbo is None else surrogate_elbo + surrogate_p
+                )
         if particle_dim is not None:
             # one vectorized pass: per-particle entries (or a scalar shared by all)
-            loss = loss.mean() if hasattr(loss, "mean") else loss
-            surrogate_loss = (
-                surrogate_loss.mean() if hasattr(surrogate_loss, "mean") else surrogate_loss
-            )
+            if hasattr(elbo, "mean"):
+                elbo = elbo.mean()
+            if same:
+                surrogate_elbo = elbo
+            elif hasattr(surrogate_elbo, "mean"):
+                surrogate_elbo = surrogate_elbo.mean()
         elif self.num_particles > 1:
-            loss = loss / self.num_particles
-            surrogate_loss = surrogate_loss / self.num_particles
+            elbo = elbo / self.num_particles
+            surrogate_elbo = elbo if same else surrogate_elbo / self.num_particles
+        # (0.0 - x rather than -x: a zero loss stays +0.0)
+        loss = 0.0 - elbo
+        surrogate_loss = loss if surrogate_elbo is elbo else 0.0 - surrogate_elbo
         return self._finish(loss, surrogate_loss, backward, differentiable)

@@ -17,12 +17,14 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from ember import poutine
+from ember.distributions.delta import Delta
 from ember.distributions.util import scale_and_mask
 from ember.infer.elbo import ELBO
-from ember.infer.util import check_model_guide_match, prune_subsample_sites
+from ember.infer.util import check_model_guide_match
 from ember.ops.contract import IntractableError, LogFactor, ancestral_marginal, contract_tree
 from ember.poutine.enum_messenger import EnumMessenger
-from ember.poutine.messenger import Messenger
+from ember.poutine.replay_messenger import ReplayMessenger
+from ember.poutine.trace_struct import site_is_subsample
 from ember.util import is_validation_enabled
 
 __all__ = ["TraceEnum_ELBO"]
@@ -32,15 +34,14 @@ __all__ = ["TraceEnum_ELBO"]
 MAX_SEQUENTIAL_BRANCHES = 1 << 16
 
 
-class _SequentialChoices(Messenger):
+class _SequentialChoices:
     """Fix the values of ``"sequential"`` sites to chosen support points."""
 
     def __init__(self, fixed: Dict[str, int], discovered: List[Tuple[str, int]]):
-        super().__init__()
         self.fixed = fixed
         self.discovered = discovered
 
-    def _pyro_sample(self, msg):
+    def choose(self, msg) -> None:
         if msg["is_observed"] or msg["value"] is not None:
             return
         if (msg["infer"] or {}).get("enumerate") != "sequential":
@@ -75,6 +76,41 @@ class _SequentialChoices(Messenger):
         msg["done"] = True
 
 
+class _EnumRun(EnumMessenger):
+    """One handler for a run of TraceEnum_ELBO: replay the guide's values (model
+    runs only), fix sequential sites to their branch's values, enumerate parallel
+    sites, in that order (as ``enum(sequential(replay(fn)))`` would)."""
+
+    def __init__(self, first_available_dim, reserved, choices, replay_trace=None):
+        super().__init__(first_available_dim=first_available_dim, reserved=reserved)
+        self.choices = choices
+        self.replay = None if replay_trace is None else ReplayMessenger(trace=replay_trace)
+
+    def _pyro_sample(self, msg) -> None:
+        if self.replay is not None:
+            self.replay._pyro_sample(msg)
+        self.choices.choose(msg)
+        EnumMessenger._pyro_sample(self, msg)
+
+
+def _run_traced(fn, handler, args, kwargs):
+    """Trace ``fn(*args, **kwargs)`` under ``handler``, without the plates' subsample sites."""
+
+    def run(*args, **kwargs):
+        with handler:
+            return fn(*args, **kwargs)
+
+    trace = poutine.trace(run).get_trace(*args, **kwargs)
+    subsample = [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and site_is_subsample(site)
+    ]
+    for name in subsample:  # the trace is ours: prune in place
+        trace.remove_node(name)
+    return trace
+
+
 def _iter_branches(run):
     """Run ``run(fixed, discovered)`` once per joint value of the sequential sites."""
     queue = [{}]
@@ -103,16 +139,45 @@ def _fmt_frames(frames):
 
 
 def _pack(site, tensor, max_plate_nesting):
-    """Squeeze ``tensor`` (a site's log-density) and name its dims."""
+    """Squeeze ``tensor`` (a site's log-density) and name its dims.
+
+    Returns ``(packed, dims, ordinal)``. How to pack depends only on the shape,
+    the plates and the visible enumeration dims, so it is worked out once per
+    such signature and cached.
+    """
+    stack = site.get("cond_indep_stack") or ()
+    enum_dims = (site.get("infer") or {}).get("_enum_dims")
+    key = (tensor.shape, stack, tuple(enum_dims.items()) if enum_dims else (), max_plate_nesting)
+    try:
+        plan = _PACK_PLANS.get(key)
+    except TypeError:  # a custom, unhashable plate frame: plan without the cache
+        key = plan = None
+    if plan is None:
+        plan = _pack_plan(site, tensor.shape, enum_dims or {}, max_plate_nesting)
+        if key is not None:
+            if len(_PACK_PLANS) >= 1024:
+                _PACK_PLANS.clear()
+            _PACK_PLANS[key] = plan
+    sizes, expand, dims, ordinal = plan
+    if sizes is not None:
+        tensor = tensor.reshape(sizes)
+    if expand is not None:
+        tensor = tensor.expand(expand)
+    return tensor, dims, ordinal
+
+
+_PACK_PLANS: Dict[tuple, tuple] = {}
+
+
+def _pack_plan(site, shape, enum_dims, max_plate_nesting):
+    """``(reshape sizes or None, expand sizes or None, dims, ordinal)`` for :func:`_pack`."""
     frames = _plate_frames(site)
-    if not frames and tensor.dim() == 0:
-        return tensor, (), frozenset()
+    ordinal = frozenset(f.name for f in frames)
     plate_at = {f.dim: f for f in frames}
-    enum_dims = (site.get("infer") or {}).get("_enum_dims", {})
     dims, sizes = [], []
     present = set()
-    for i, size in enumerate(tensor.shape):
-        pos = i - tensor.dim()
+    for i, size in enumerate(shape):
+        pos = i - len(shape)
         if size == 1:
             continue
         if pos in plate_at:
@@ -121,7 +186,7 @@ def _pack(site, tensor, max_plate_nesting):
                 raise ValueError(
                     f"at site {site['name']!r}: dim {pos} has size {size} but plate "
                     f"{frame.name!r} there has size {frame.size} (log_prob shape "
-                    f"{tuple(tensor.shape)})"
+                    f"{tuple(shape)})"
                 )
             dims.append(frame.name)
             present.add(pos)
@@ -130,53 +195,102 @@ def _pack(site, tensor, max_plate_nesting):
         elif pos >= -max_plate_nesting:
             raise ValueError(
                 f"at site {site['name']!r}: batch dim {pos} of log_prob shape "
-                f"{tuple(tensor.shape)} has size {size} but no plate in scope owns it (plates: "
+                f"{tuple(shape)} has size {size} but no plate in scope owns it (plates: "
                 f"{_fmt_frames(frames)}); wrap the site in an ember.plate(..., dim={pos}) or "
                 "move the dim into the event shape with .to_event()"
             )
         else:
             raise ValueError(
-                f"at site {site['name']!r}: log_prob shape {tuple(tensor.shape)} uses dim {pos}, "
+                f"at site {site['name']!r}: log_prob shape {tuple(shape)} uses dim {pos}, "
                 f"left of max_plate_nesting={max_plate_nesting}, which is not the enumeration dim "
                 "of any site it can see. Increase max_plate_nesting if the site has more plates, "
                 "or raise the history of ember.markov if it depends on an older enumerated site"
             )
         sizes.append(size)
-    packed = tensor if len(sizes) == tensor.dim() else tensor.reshape(sizes)
-    for frame in frames:  # a plate the value does not vary along still counts each element
-        if frame.dim not in present and frame.size > 1:
-            packed = packed.unsqueeze(-1).expand(packed.shape + (frame.size,))
-            dims.append(frame.name)
-    return packed, tuple(dims), frozenset(f.name for f in frames)
+    # a plate the value does not vary along still counts each element
+    missing = [f for f in frames if f.dim not in present and f.size > 1]
+    expand = None
+    if missing:
+        expand = tuple(sizes) + tuple(f.size for f in missing)
+        dims.extend(f.name for f in missing)
+        sizes.extend(1 for _ in missing)
+    reshape = None if tuple(sizes) == tuple(shape) else tuple(sizes)
+    return reshape, expand, tuple(dims), ordinal
 
 
 def _support_log_prob(fn, dim):
     """``fn.log_prob`` of its own enumerated support placed along ``dim``, without a gather.
 
-    Returns None for distributions without this shortcut.
+    Returns None for distributions without this shortcut. Batch dims along which
+    the parameters are only broadcast (expanded, e.g. by a plate) are computed
+    once, not once per element: the result broadcasts along them instead.
     """
     if isinstance(fn, torch.distributions.Categorical):
-        table = fn.logits  # batch_shape + (K,), normalized
+        table = _compact_logits(fn, is_binary=False)  # batch_shape + (K,), normalized
     elif isinstance(fn, torch.distributions.Bernoulli):
-        logits = fn.logits
+        logits = _compact_logits(fn, is_binary=True)
         table = torch.stack(
             [-torch.nn.functional.softplus(logits), -torch.nn.functional.softplus(-logits)], -1
         )
     else:
         return None
+    k = table.shape[-1]
+    if table.numel() == k:  # no batch variation: one reshape puts K at ``dim``
+        return table.reshape((k,) + (1,) * (-1 - dim))
     batch = table.dim() - 1
     width = max(batch, -dim)
     table = table.reshape((1,) * (width - batch) + table.shape)
     return table.transpose(-1, dim - 1).squeeze(-1)
 
 
+def _compact_logits(fn, is_binary: bool) -> torch.Tensor:
+    """``fn.logits`` with size 1 along batch dims the parameter was only expanded along."""
+    logits = fn.__dict__.get("logits")
+    source = logits if logits is not None else fn.probs
+    batch = source.dim() - (0 if is_binary else 1)
+    strides, shape = source.stride(), source.shape
+    if any(strides[i] == 0 and shape[i] > 1 for i in range(batch)):
+        index = tuple(
+            slice(0, 1) if strides[i] == 0 and shape[i] > 1 else slice(None) for i in range(batch)
+        )
+        source = source[index]
+    if logits is not None:
+        return source
+    return torch.distributions.utils.probs_to_logits(source, is_binary=is_binary)
+
+
+def _own_point_log_density(fn, value):
+    """For a Delta whose ``value`` is its own point (same memory), its ``log_density``.
+
+    That is what ``fn.log_prob(value)`` returns there, without the comparison
+    (except for a NaN point, which argument validation rejects: the loss is NaN
+    either way). The common case is a MAP guide, whose Delta sites sample their
+    own point.
+    """
+    v = fn.v
+    if value is v or (
+        isinstance(value, torch.Tensor)
+        and value.shape == v.shape
+        and value.dtype == v.dtype
+        and value.stride() == v.stride()
+        and value.data_ptr() == v.data_ptr()
+        and value.device == v.device
+    ):
+        return fn.log_density
+    return None
+
+
 def _site_factor(site, max_plate_nesting, log_prob=None) -> LogFactor:
     if log_prob is None:
-        infer = site.get("infer") or {}
-        if infer.get("_enum_support_value"):
-            log_prob = _support_log_prob(site["fn"], infer["_enumerate_dim"])
+        fn = site["fn"]
+        if type(fn) is Delta:
+            log_prob = _own_point_log_density(fn, site["value"])
+        else:
+            infer = site["infer"]
+            if infer and infer.get("_enum_support_value"):
+                log_prob = _support_log_prob(fn, infer["_enumerate_dim"])
         if log_prob is None:
-            log_prob = site["fn"].log_prob(site["value"])
+            log_prob = fn.log_prob(site["value"])
     mask = site.get("mask")
     if mask is not None:
         log_prob = scale_and_mask(log_prob, mask=mask)
@@ -234,15 +348,18 @@ class TraceEnum_ELBO(ELBO):
         True
     """
 
+    # the traces' param sites are reported to SVI (no extra param-recording handler)
+    _reports_params = True
+
     # ------------------------------------------------------------ traces
     def _guide_branches(self, guide, args, kwargs, max_plate_nesting):
         first = -1 - max_plate_nesting
 
         def run(fixed, discovered):
-            enum = EnumMessenger(first_available_dim=first)
-            traced = poutine.trace(enum(_SequentialChoices(fixed, discovered)(guide)))
-            trace = traced.get_trace(*args, **kwargs)
-            return prune_subsample_sites(trace)
+            handler = _EnumRun(first, None, _SequentialChoices(fixed, discovered))
+            trace = _run_traced(guide, handler, args, kwargs)
+            self._collect_params((trace,))
+            return trace
 
         return _iter_branches(run)
 
@@ -255,71 +372,64 @@ class TraceEnum_ELBO(ELBO):
         first = min(list(reserved.values()) + [-max_plate_nesting]) - 1
 
         def run(fixed, discovered):
-            enum = EnumMessenger(first_available_dim=first, reserved=reserved)
-            replayed = poutine.replay(model, trace=guide_trace)
-            traced = poutine.trace(enum(_SequentialChoices(fixed, discovered)(replayed)))
-            trace = traced.get_trace(*args, **kwargs)
-            return prune_subsample_sites(trace)
+            choices = _SequentialChoices(fixed, discovered)
+            handler = _EnumRun(first, reserved, choices, replay_trace=guide_trace)
+            trace = _run_traced(model, handler, args, kwargs)
+            self._collect_params((trace,))
+            return trace
 
         return _iter_branches(run)
 
     # ------------------------------------------------------------ one particle
     def _particle(self, model, guide, args, kwargs, max_plate_nesting, particles=None):
-        """``(elbo, surrogate_elbo, enumerated_anything)`` for one particle.
+        """``(loss, surrogate_loss, enumerated_anything)`` for one particle (loss = -ELBO).
 
         With vectorized particles, ``particles`` names their plate: values are then
         kept per particle so each score-function term only sees its own particle.
         """
-        elbo = surrogate = None
+        loss = surrogate = None
         found_enum = False
         for guide_trace in self._guide_branches(guide, args, kwargs, max_plate_nesting):
-            guide_sites = [
-                s
-                for s in guide_trace.nodes.values()
-                if s["type"] == "sample" and not s["is_observed"]
-            ]
-            guide_factors = {s["name"]: _site_factor(s, max_plate_nesting) for s in guide_sites}
-            enum_guide = [s for s in guide_sites if _is_enumerated(s)]
-            guide_ordinals = {s["name"]: guide_factors[s["name"]].ordinal for s in enum_guide}
-            measure = {s["name"]: guide_factors[s["name"]] for s in enum_guide}
-            seq_guide = [
-                s for s in guide_sites if (s.get("infer") or {}).get("enumerate") == "sequential"
-            ]
-            seq_names = {s["name"] for s in seq_guide}
-            found_enum = found_enum or bool(enum_guide) or bool(seq_guide)
+            guide_factors: List[LogFactor] = []
+            measure: Dict[str, LogFactor] = {}  # enumerated guide sites
+            sampled = []  # guide sites sampled without reparameterization
+            seq_names = set()
             log_weight = None  # log guide probability of this branch's sequential values
-            for s in seq_guide:
-                lp = guide_factors[s["name"]].tensor.sum()
-                log_weight = lp if log_weight is None else log_weight + lp
+            for s in guide_trace.nodes.values():
+                if s["type"] != "sample" or s["is_observed"]:
+                    continue
+                f = _site_factor(s, max_plate_nesting)
+                guide_factors.append(f)
+                infer = s["infer"] or {}
+                if "_enumerate_dim" in infer:
+                    measure[s["name"]] = f
+                elif infer.get("enumerate") == "sequential":
+                    seq_names.add(s["name"])
+                    lp = f.tensor.sum()
+                    log_weight = lp if log_weight is None else log_weight + lp
+                elif not s["fn"].has_rsample:
+                    sampled.append((s, f))
+            guide_ordinals = {name: f.ordinal for name, f in measure.items()}
+            found_enum = found_enum or bool(measure) or bool(seq_names)
 
             costs, model_enumerated = self._model_costs(
                 model, guide_trace, guide_ordinals, args, kwargs, max_plate_nesting
             )
             found_enum = found_enum or model_enumerated
             cache = {}
-            terms = [
+            # loss = sum of guide terms - sum of model terms
+            plus = [
+                _expectation(f, measure, guide_ordinals, cache, particles) for f in guide_factors
+            ]
+            minus = [
                 _expectation(cost, measure, guide_ordinals, cache, particles) for cost in costs
             ]
-            terms += [
-                -_expectation(guide_factors[s["name"]], measure, guide_ordinals, cache, particles)
-                for s in guide_sites
-            ]
-            if not terms:
+            if not (plus or minus):
                 raise ValueError("TraceEnum_ELBO: the model and guide have no sample sites")
-            if len(terms) > 2 and all(t.shape == terms[0].shape for t in terms):
-                value = torch.stack(terms).sum(0)
-            else:
-                value = terms[0]
-                for term in terms[1:]:
-                    value = value + term
+            value = _signed_sum(plus, minus)
 
             score = None
-            for s in guide_sites:
-                if _is_enumerated(s) or s["name"] in seq_names:
-                    continue
-                if s["fn"].has_rsample:
-                    continue
-                f = guide_factors[s["name"]]
+            for s, f in sampled:
                 if any(d in guide_ordinals for d in f.dims):
                     raise ValueError(
                         f"guide site {s['name']!r} is sampled without reparameterization and "
@@ -331,23 +441,27 @@ class TraceEnum_ELBO(ELBO):
                 packed, dims, _ = _pack(s, unscaled, max_plate_nesting)
                 score = _plus(score, _reduce(packed, dims, particles))
             if score is not None:
-                branch_surrogate = (value + score * value.detach()).sum()
+                branch_surrogate = value + score * value.detach()
+                if branch_surrogate.dim():
+                    branch_surrogate = branch_surrogate.sum()
+            if value.dim():
                 value = value.sum()
-            else:
-                value = branch_surrogate = value.sum()
+            if score is None:
+                branch_surrogate = value
             if log_weight is not None:
                 weight = log_weight.exp()
                 if branch_surrogate is value:
                     value = branch_surrogate = weight * value
                 else:
                     value, branch_surrogate = weight * value, weight * branch_surrogate
-            elbo = _plus(elbo, value)
+            loss = _plus(loss, value)
             surrogate = _plus(surrogate, branch_surrogate)
-        return elbo, surrogate, found_enum
+        return loss, surrogate, found_enum
 
     def _model_costs(self, model, guide_trace, guide_ordinals, args, kwargs, max_plate_nesting):
         branch_costs = []
         enumerated = False
+        sequential = []  # model sites enumerated by re-running the model
         for model_trace in self._model_branches(
             model, guide_trace, args, kwargs, max_plate_nesting
         ):
@@ -359,24 +473,19 @@ class TraceEnum_ELBO(ELBO):
                     continue
                 f = _site_factor(site, max_plate_nesting)
                 factors.append(f)
-                infer = site.get("infer") or {}
+                infer = site["infer"] or {}
                 if infer.get("enumerate") == "sequential" and site["name"] not in guide_trace.nodes:
                     enumerated = True
-                if _is_enumerated(site) and site["name"] not in guide_ordinals:
+                    if site["name"] not in sequential:
+                        sequential.append(site["name"])
+                if "_enumerate_dim" in infer and site["name"] not in guide_ordinals:
                     var_ordinals[site["name"]] = f.ordinal
                     sum_vars.add(site["name"])
                     enumerated = True
             branch_costs.append(contract_tree(factors, var_ordinals, sum_vars))
         if len(branch_costs) == 1:
             return branch_costs[0], enumerated
-        if guide_ordinals:
-            raise ValueError(
-                "sequential enumeration of model sites cannot be combined with parallel "
-                f"enumeration in the guide (guide sites {sorted(guide_ordinals)}); enumerate "
-                "the model sites in parallel"
-            )
-        totals = torch.stack([_total(costs) for costs in branch_costs])
-        return [LogFactor(torch.logsumexp(totals, 0), (), frozenset(), "model")], enumerated
+        return [_logsumexp_branches(branch_costs, guide_ordinals, sequential)], enumerated
 
     # ------------------------------------------------------------ marginals
     def compute_marginals(self, model: Callable, guide: Callable, *args, **kwargs) -> Dict:
@@ -457,11 +566,17 @@ class TraceEnum_ELBO(ELBO):
             runs, particles = 1, "num_particles_vectorized"
         else:
             runs, particles = self.num_particles, None
-        elbo = surrogate = None
+        loss = surrogate_loss = None
         found_enum = False
         for _ in range(runs):
-            e, s, found = self._particle(model, guide, args, kwargs, max_plate_nesting, particles)
-            elbo, surrogate, found_enum = _plus(elbo, e), _plus(surrogate, s), found_enum or found
+            value, surrogate, found = self._particle(
+                model, guide, args, kwargs, max_plate_nesting, particles
+            )
+            if surrogate is value and surrogate_loss is loss:
+                loss = surrogate_loss = _plus(loss, value)
+            else:
+                loss, surrogate_loss = _plus(loss, value), _plus(surrogate_loss, surrogate)
+            found_enum = found_enum or found
         if self.strict_enumeration_warning and not found_enum:
             warnings.warn(
                 "TraceEnum_ELBO found no sample sites configured for enumeration; mark discrete "
@@ -471,11 +586,11 @@ class TraceEnum_ELBO(ELBO):
                 stacklevel=3,
             )
         n = self.num_particles
-        loss = -elbo if n == 1 else -elbo / n
-        if surrogate is elbo:
-            surrogate_loss = loss
-        else:
-            surrogate_loss = -surrogate if n == 1 else -surrogate / n
+        if n != 1:
+            if surrogate_loss is loss:
+                loss = surrogate_loss = loss / n
+            else:
+                loss, surrogate_loss = loss / n, surrogate_loss / n
         return self._finish(loss, surrogate_loss, backward, differentiable)
 
 
@@ -499,6 +614,49 @@ def _plus(total, value):
     return value if total is None else total + value
 
 
+def _logsumexp_branches(branch_costs, guide_ordinals, sequential) -> LogFactor:
+    """``log sum_b exp(total_b)`` of the model's sequential branches, as one factor.
+
+    Each branch's total is a function of the guide's enumerated sites it still
+    depends on; that works when those sites are in no plate (else the branches
+    would couple every plate element's copy).
+    """
+    keep: List[str] = []
+    for costs in branch_costs:
+        for f in costs:
+            for d in f.dims:
+                if d in f.ordinal or d in keep:
+                    continue
+                if d not in guide_ordinals:
+                    raise IntractableError(f"factor {f.name!r} still depends on {d!r}")
+                if guide_ordinals[d]:
+                    plates = ", ".join(repr(p) for p in sorted(map(str, guide_ordinals[d])))
+                    raise ValueError(
+                        f"guide site {d!r} is enumerated in parallel inside plate(s) {plates} "
+                        f"while model site(s) {sequential} are enumerated sequentially: the "
+                        "model's sum over the sequential values would couple every element "
+                        f"of the plate. Enumerate {sequential} in parallel "
+                        "(infer={'enumerate': 'parallel'}), or enumerate the guide site "
+                        "sequentially"
+                    )
+                keep.append(d)
+    totals = []
+    for costs in branch_costs:
+        total = None
+        for f in costs:
+            plates = [i for i, d in enumerate(f.dims) if d in f.ordinal]
+            value = f.tensor.sum(plates) if plates else f.tensor
+            if not (isinstance(f.scale, (int, float)) and f.scale == 1):
+                value = value * f.scale
+            rest = tuple(d for d in f.dims if d not in f.ordinal)
+            value = _align(value, rest, keep) if keep else value
+            total = value if total is None else total + value
+        totals.append(total)
+    shape = torch.broadcast_shapes(*(t.shape for t in totals))
+    stacked = torch.stack([t.expand(shape) for t in totals])
+    return LogFactor(torch.logsumexp(stacked, 0), tuple(keep), frozenset(), "model")
+
+
 def _total(factors):
     value = 0.0
     for f in factors:
@@ -511,24 +669,53 @@ def _total(factors):
 def _reduce(tensor, dims, keep):
     """Sum every dim of ``tensor`` except the one named ``keep`` (if it has it)."""
     if keep is None or keep not in dims:
-        return tensor.sum()
+        return tensor.sum() if tensor.dim() else tensor
     i = dims.index(keep)
     others = [j for j in range(len(dims)) if j != i]
     return tensor.sum(others) if others else tensor
 
 
+def _signed_sum(plus: List[torch.Tensor], minus: List[torch.Tensor]) -> torch.Tensor:
+    """``sum(plus) - sum(minus)`` with few autograd nodes: one stack and one dot product."""
+    terms = plus + minus
+    first = terms[0]
+    if len(terms) > 2 and all(t.shape == first.shape and t.dtype == first.dtype for t in terms):
+        key = (len(plus), len(minus), first.dtype, first.device)
+        signs = _SIGNS.get(key)
+        if signs is None:
+            signs = torch.tensor([1.0] * len(plus) + [-1.0] * len(minus), dtype=first.dtype)
+            if len(_SIGNS) >= 256:
+                _SIGNS.clear()
+            signs = _SIGNS.setdefault(key, signs.to(first.device))
+        stacked = torch.stack(terms)
+        if first.dim() == 0:
+            return torch.dot(signs, stacked)
+        return torch.tensordot(signs, stacked, 1)
+    value = None
+    for t in plus:
+        value = t if value is None else value + t
+    for t in minus:
+        value = -t if value is None else value - t
+    return value
+
+
+_SIGNS: Dict[tuple, torch.Tensor] = {}
+
+
 def _expectation(cost: LogFactor, measure, guide_ordinals, cache, keep=None) -> torch.Tensor:
     """The expected plate-summed value of ``cost`` under the enumerated guide sites."""
-    value = cost.tensor
-    if not (isinstance(cost.scale, (int, float)) and cost.scale == 1):
-        value = value * cost.scale
+    scale = cost.scale
     targets = tuple(d for d in cost.dims if d in guide_ordinals)
     if not targets:
-        return _reduce(value, cost.dims, keep)
-    key = (frozenset(targets), cost.ordinal)
-    if key not in cache:
-        cache[key] = ancestral_marginal(measure, targets, cost.ordinal)
-    m = cache[key]
-    dims = list(m.dims) + [d for d in cost.dims if d not in m.dims]
-    probs = _align(m.tensor.exp(), m.dims, dims)
-    return _reduce(probs * _align(value, cost.dims, dims), tuple(dims), keep)
+        value = _reduce(cost.tensor, cost.dims, keep)
+    else:
+        key = (frozenset(targets), cost.ordinal)
+        if key not in cache:
+            cache[key] = ancestral_marginal(measure, targets, cost.ordinal)
+        m = cache[key]
+        dims = list(m.dims) + [d for d in cost.dims if d not in m.dims]
+        probs = _align(m.tensor.exp(), m.dims, dims)
+        value = _reduce(probs * _align(cost.tensor, cost.dims, dims), tuple(dims), keep)
+    if not (isinstance(scale, (int, float)) and scale == 1):
+        value = value * scale  # a number or a one-element tensor: scale the sum
+    return value

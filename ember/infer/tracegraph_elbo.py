@@ -335,9 +335,16 @@ class TraceGraph_ELBO(ELBO):
         loss = 0.0
         surrogate_loss = 0.0
         particle_dim = None
+        # the value alone (loss, evaluate_loss) needs no score terms and must not
+        # move the decaying-average baselines
+        value_only = not backward and not differentiable
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle_dim = self._particle_dim()
-            elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
+            if value_only:
+                elbo, surrogate = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
+                score = 0.0
+            else:
+                elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
             if particle_dim is not None:
                 n = self.num_particles
                 elbo = elbo.mean() if hasattr(elbo, "mean") else elbo

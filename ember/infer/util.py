@@ -14,6 +14,8 @@ import torch
 
 from ember import poutine
 from ember.distributions.util import is_identically_zero
+from ember.poutine.replay_messenger import ReplayMessenger
+from ember.poutine.trace_messenger import trace_run
 from ember.poutine.trace_struct import site_is_subsample
 from ember.util import is_validation_enabled
 
@@ -40,6 +42,8 @@ def torch_item(x) -> float:
         >>> torch_item(torch.tensor(1.5)), torch_item(2)
         (1.5, 2.0)
     """
+    if type(x) is torch.Tensor:  # (skips the slower abstract-class check below)
+        return float(x.item())
     if isinstance(x, numbers.Number):
         return float(x)
     return float(x.item())
@@ -68,10 +72,11 @@ def prune_subsample_sites(trace):
 
 def _prune_in_place(trace):
     """Remove the subsample sites from a trace this module made itself."""
+    # (site_is_subsample, inlined: this runs on every site of every step)
     names = [
         name
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site_is_subsample(site)
+        if site["type"] == "sample" and type(site["fn"]).__name__ == "_Subsample"
     ]
     for name in names:
         trace.remove_node(name)
@@ -79,7 +84,7 @@ def _prune_in_place(trace):
 
 
 def _site_plate_dims(site) -> Dict[int, object]:
-    return {f.dim: f for f in _frames(site) if getattr(f, "vectorized", True) and f.dim is not None}
+    return {f.dim: f for f in site.get("cond_indep_stack", ()) or () if f.dim is not None}
 
 
 def check_site_shape(site, max_plate_nesting: float) -> None:
@@ -93,6 +98,8 @@ def check_site_shape(site, max_plate_nesting: float) -> None:
     if not isinstance(log_prob, torch.Tensor):
         return
     shape = log_prob.shape
+    if not shape:
+        return  # a scalar log-density fits any plates
     plates = _site_plate_dims(site)
     for i in range(1, len(shape) + 1):
         dim = -i
@@ -262,12 +269,10 @@ def get_importance_trace(
     ``score_parts`` (guide) computed at every sample site. With validation on,
     checks site shapes against plates and that model and guide agree.
     """
-    guide_trace = poutine.trace(guide, graph_type=graph_type).get_trace(*args, **kwargs)
+    guide_trace = trace_run(guide, args, kwargs, graph_type)
     if detach:
         guide_trace.detach_()
-    model_trace = poutine.trace(
-        poutine.replay(model, trace=guide_trace), graph_type=graph_type
-    ).get_trace(*args, **kwargs)
+    model_trace = trace_run(model, args, kwargs, graph_type, ReplayMessenger(trace=guide_trace))
     _prune_in_place(guide_trace)
     _prune_in_place(model_trace)
     model_trace.compute_log_prob()
@@ -275,10 +280,11 @@ def get_importance_trace(
     if is_validation_enabled():
         if check_match:
             check_model_guide_match(model_trace, guide_trace, max_plate_nesting)
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                check_site_shape(site, max_plate_nesting)
-        for site in guide_trace.nodes.values():
-            if site["type"] == "sample":
-                check_site_shape(site, max_plate_nesting)
+        for trace in (model_trace, guide_trace):
+            for site in trace.nodes.values():
+                if site["type"] == "sample":
+                    lp = site.get("log_prob")
+                    if type(lp) is torch.Tensor and not lp.dim():
+                        continue  # a scalar log-density fits any plates
+                    check_site_shape(site, max_plate_nesting)
     return model_trace, guide_trace

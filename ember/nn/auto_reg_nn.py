@@ -221,7 +221,8 @@ class ConditionalAutoRegressiveNN(nn.Module):
                     f"{name}: hidden layer {layer} has {h} units, fewer than {what} = "
                     f"{needed}; the MADE masks then lose some of the allowed dependencies "
                     f"(hidden units of every degree {low}..{input_dim - 1} are needed). "
-                    f"Use hidden_dims of at least {input_dim}"
+                    f"Give every hidden layer at least {needed} units (a few times "
+                    f"input_dim is typical, e.g. [{3 * input_dim + 1}])"
                 )
         param_dims = [int(p) for p in param_dims]
         if not param_dims or any(p < 1 for p in param_dims):

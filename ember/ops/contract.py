@@ -16,6 +16,7 @@ dims), with no broadcasting dims.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections import OrderedDict
 from typing import Dict, Hashable, Iterable, List, Mapping, NamedTuple, Tuple, Union
@@ -123,43 +124,162 @@ def _common_scale(factors: List[LogFactor]):
     return scale
 
 
+# ---------------------------------------------------------------- plans
+#
+# The contraction order depends only on the factors' dims, plates and shapes,
+# not on their values, and SVI evaluates the same model again and again. So
+# contract_tree first works out a *plan* (a list of tensor steps on numbered
+# slots: the input tensors, then each step's result), caches it under the
+# factors' signature, and then just runs the steps.
+
+
+class _Sym(NamedTuple):
+    """A factor without its tensor: enough to plan a contraction."""
+
+    dims: Tuple[Hashable, ...]
+    ordinal: frozenset
+    shape: Tuple[int, ...]
+    name: str
+    slot: int
+
+
+class _Plan:
+    """Steps that contract factor tensors, and where the results come from."""
+
+    __slots__ = ("steps", "outputs", "components")
+
+    def __init__(self):
+        self.steps: List[tuple] = []
+        # (slot, dims, ordinal, name, component) or ("input", index) pass-throughs
+        self.outputs: List[tuple] = []
+        self.components: List[List[int]] = []  # input indices sharing one scale
+
+    def add(self, step) -> int:
+        self.steps.append(step)
+        return -len(self.steps)  # result slots are numbered -1, -2, ... in step order
+
+    def run(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+        results: List[torch.Tensor] = []
+        for step in self.steps:
+            results.append(_STEP_FNS[step[0]](step, tensors, results))
+        return results
+
+
+def _slot(tensors, results, slot):
+    return tensors[slot] if slot >= 0 else results[-1 - slot]
+
+
+def _run_broadcast(step, tensors, results):
+    _, inputs, sum_axes = step
+    total = None
+    for slot, perm, shape in inputs:
+        x = _slot(tensors, results, slot)
+        if perm is not None:
+            x = x.permute(perm)
+        if shape is not None:
+            x = x.reshape(shape)
+        total = x if total is None else total + x
+    if sum_axes:
+        total = torch.logsumexp(total, dim=sum_axes)
+    return total
+
+
+def _run_einsum(step, tensors, results):
+    _, slots, equation = step
+    return log_einsum(equation, *(_slot(tensors, results, s) for s in slots))
+
+
+def _run_plate_sum(step, tensors, results):
+    _, slot, axes = step
+    return _slot(tensors, results, slot).sum(axes)
+
+
+def _run_same(step, tensors, results):
+    return _slot(tensors, results, step[1])
+
+
+_STEP_FNS = {
+    "broadcast": _run_broadcast,
+    "einsum": _run_einsum,
+    "plate_sum": _run_plate_sum,
+    "same": _run_same,
+}
+
+
+def _plan_sumproduct(plan: _Plan, factors: List[_Sym], sum_vars, ordinal) -> _Sym:
+    """Plan multiplying ``factors`` (adding logs) and summing out ``sum_vars`` (logsumexp)."""
+    names = ", ".join(f.name for f in factors)
+    if len(factors) == 1 and not (sum_vars & set(factors[0].dims)):
+        f = factors[0]
+        return _Sym(f.dims, ordinal, f.shape, names, f.slot)
+    sizes: Dict[Hashable, int] = {}
+    for f in factors:
+        for d, n in zip(f.dims, f.shape):
+            sizes[d] = max(sizes.get(d, 1), n)
+    numel = math.prod(sizes.values())
+    if len(factors) <= 3 and numel <= EXACT_PAIR_NUMEL:
+        # small: broadcast-add then logsumexp. The largest factor keeps its layout
+        # (new dims go on its left, where broadcasting adds them for free).
+        big = max(factors, key=lambda f: math.prod(f.shape))
+        extra: List[Hashable] = []
+        for f in factors:
+            extra.extend(d for d in f.dims if d not in big.dims and d not in extra)
+        order = extra + list(big.dims)
+        inputs = []
+        for f in factors:
+            if not f.dims:  # a scalar broadcasts as it is
+                inputs.append((f.slot, None, None))
+                continue
+            perm = [f.dims.index(d) for d in order if d in f.dims]
+            first = order.index(f.dims[perm[0]])  # leading dims it lacks broadcast for free
+            shape = tuple(f.shape[f.dims.index(d)] if d in f.dims else 1 for d in order[first:])
+            permuted = tuple(f.shape[i] for i in perm)
+            inputs.append(
+                (
+                    f.slot,
+                    None if perm == list(range(len(perm))) else tuple(perm),
+                    None if shape == permuted else shape,
+                )
+            )
+        axes = tuple(i for i, d in enumerate(order) if d in sum_vars)
+        out = tuple(d for d in order if d not in sum_vars)
+        slot = plan.add(("broadcast", tuple(inputs), axes))
+    else:
+        dims: List[Hashable] = []
+        for f in factors:
+            dims.extend(d for d in f.dims if d not in dims)
+        out = tuple(d for d in dims if d not in sum_vars)
+        symbol = {d: opt_einsum.get_symbol(i) for i, d in enumerate(dims)}
+        equation = (
+            ",".join("".join(symbol[d] for d in f.dims) for f in factors)
+            + "->"
+            + "".join(symbol[d] for d in out)
+        )
+        slot = plan.add(("einsum", tuple(f.slot for f in factors), equation))
+    return _Sym(out, ordinal, tuple(sizes[d] for d in out), names, slot)
+
+
+def _plan_product(plan: _Plan, factor: _Sym, plates: frozenset, ordinal) -> _Sym:
+    """Plan multiplying out (summing the logs over) the plate dims in ``plates``."""
+    idx = tuple(i for i, d in enumerate(factor.dims) if d in plates)
+    if not idx:
+        return factor._replace(ordinal=ordinal)
+    slot = plan.add(("plate_sum", factor.slot, idx))
+    dims = tuple(d for d in factor.dims if d not in plates)
+    shape = tuple(n for d, n in zip(factor.dims, factor.shape) if d not in plates)
+    return _Sym(dims, ordinal, shape, factor.name, slot)
+
+
 def _sumproduct(factors: List[LogFactor], sum_vars: set, ordinal) -> LogFactor:
     """Multiply factors (add logs) and sum out ``sum_vars`` (logsumexp)."""
-    dims: List[Hashable] = []
-    for f in factors:
-        dims.extend(d for d in f.dims if d not in dims)
-    out = tuple(d for d in dims if d not in sum_vars)
-    names = ", ".join(f.name for f in factors)
-    if len(factors) == 1 and not sum_vars:
-        return LogFactor(factors[0].tensor, factors[0].dims, ordinal, names)
-    if len(factors) <= 3:
-        sizes = {}
-        for f in factors:
-            sizes.update(zip(f.dims, f.tensor.shape))
-        numel = 1
-        for size in sizes.values():
-            numel *= size
-        if numel <= EXACT_PAIR_NUMEL:  # small: broadcast-add then logsumexp, exactly
-            order = list(out) + [d for d in dims if d in sum_vars]
-            total = None
-            for f in factors:
-                x = f.tensor
-                perm = [f.dims.index(d) for d in order if d in f.dims]
-                if perm != list(range(len(perm))):
-                    x = x.permute(perm)
-                x = x.reshape([sizes[d] if d in f.dims else 1 for d in order])
-                total = x if total is None else total + x
-            if len(order) > len(out):
-                total = torch.logsumexp(total, dim=list(range(len(out), len(order))))
-            return LogFactor(total, out, ordinal, names)
-    symbol = {d: opt_einsum.get_symbol(i) for i, d in enumerate(dims)}
-    equation = (
-        ",".join("".join(symbol[d] for d in f.dims) for f in factors)
-        + "->"
-        + "".join(symbol[d] for d in out)
-    )
-    tensor = log_einsum(equation, *(f.tensor for f in factors))
-    return LogFactor(tensor, out, ordinal, names)
+    plan = _Plan()
+    syms = [
+        _Sym(f.dims, f.ordinal, tuple(f.tensor.shape), f.name, i) for i, f in enumerate(factors)
+    ]
+    out = _plan_sumproduct(plan, syms, set(sum_vars), ordinal)
+    results = plan.run([f.tensor for f in factors])
+    tensor = _slot([f.tensor for f in factors], results, out.slot)
+    return LogFactor(tensor, out.dims, ordinal, out.name)
 
 
 def _product(factor: LogFactor, plates: frozenset, ordinal) -> LogFactor:
@@ -172,11 +292,11 @@ def _product(factor: LogFactor, plates: frozenset, ordinal) -> LogFactor:
     return LogFactor(tensor, dims, ordinal, factor.name)
 
 
-def _check_factors(factors: List[LogFactor], var_ordinals: Mapping[Hashable, frozenset]):
+def _check_factors(factors, var_ordinals: Mapping[Hashable, frozenset]):
     for f in factors:
-        if f.tensor.dim() != len(f.dims):
+        if len(f.shape) != len(f.dims):
             raise ValueError(
-                f"factor {f.name!r} has shape {tuple(f.tensor.shape)} but dims {f.dims}; "
+                f"factor {f.name!r} has shape {tuple(f.shape)} but dims {f.dims}; "
                 "give one name per tensor dim"
             )
         for d in f.dims:
@@ -198,6 +318,41 @@ def _check_factors(factors: List[LogFactor], var_ordinals: Mapping[Hashable, fro
                 )
 
 
+def _plan_tree(syms: List[_Sym], var_ordinals, sum_vars) -> _Plan:
+    """The plan of :func:`contract_tree` for factors with these signatures."""
+    _check_factors(syms, var_ordinals)
+    plan = _Plan()
+    for comp_factors, comp_vars in _partition(syms, sum_vars):
+        if not comp_vars:
+            plan.outputs.extend(("input", f.slot) for f in comp_factors)
+            continue
+        component = len(plan.components)
+        plan.components.append([f.slot for f in comp_factors])
+        pending: Dict[frozenset, List[_Sym]] = {}
+        for f in comp_factors:
+            pending.setdefault(f.ordinal, []).append(f)
+        while pending:
+            leaf = max(pending, key=lambda o: (len(o), sorted(map(str, o))))
+            local = {v for v in comp_vars if var_ordinals[v] == leaf}
+            for group, group_vars in _partition(pending.pop(leaf), local):
+                term = _plan_sumproduct(plan, group, group_vars, leaf)
+                left_sum = [d for d in term.dims if d in sum_vars]
+                if not left_sum:
+                    plan.outputs.append((term.slot, term.dims, leaf, term.name, component))
+                    continue
+                held = [d for d in term.dims if d not in leaf]
+                parent = frozenset().union(*(var_ordinals[d] for d in held))
+                if parent == leaf:
+                    _raise_coupled(term, left_sum, held, var_ordinals, leaf)
+                term = _plan_product(plan, term, leaf - parent, parent)
+                pending.setdefault(parent, []).append(term)
+    return plan
+
+
+_PLANS: Dict[tuple, _Plan] = {}
+_MAX_PLANS = 512
+
+
 def contract_tree(
     factors: Iterable[LogFactor],
     var_ordinals: Mapping[Hashable, frozenset],
@@ -213,6 +368,10 @@ def contract_tree(
     Factors whose variables are all summed out come back as tensors over their
     plates (sum them to get the log-normalizer); each carries its scale.
 
+    The contraction plan depends only on the factors' dims, plates and shapes;
+    it is cached, so repeated calls with the same structure (SVI steps) only
+    run the tensor operations.
+
     Example::
 
         >>> import torch
@@ -223,33 +382,35 @@ def contract_tree(
         [((), ())]
     """
     factors = list(factors)
-    sum_vars = set(var_ordinals) if sum_vars is None else set(sum_vars)
-    _check_factors(factors, var_ordinals)
-    results: List[LogFactor] = []
-    for comp_factors, comp_vars in _partition(factors, sum_vars):
-        if not comp_vars:
-            results.extend(comp_factors)
-            continue
-        scale = _common_scale(comp_factors)
-        pending: Dict[frozenset, List[LogFactor]] = {}
-        for f in comp_factors:
-            pending.setdefault(f.ordinal, []).append(f)
-        while pending:
-            leaf = max(pending, key=lambda o: (len(o), sorted(map(str, o))))
-            local = {v for v in comp_vars if var_ordinals[v] == leaf}
-            for group, group_vars in _partition(pending.pop(leaf), local):
-                term = _sumproduct(group, group_vars, leaf)
-                left_sum = [d for d in term.dims if d in sum_vars]
-                if not left_sum:
-                    results.append(term._replace(scale=scale))
-                    continue
-                held = [d for d in term.dims if d not in leaf]
-                parent = frozenset().union(*(var_ordinals[d] for d in held))
-                if parent == leaf:
-                    _raise_coupled(term, left_sum, held, var_ordinals, leaf)
-                term = _product(term, leaf - parent, parent)
-                pending.setdefault(parent, []).append(term)
-    return results
+    sum_vars = frozenset(var_ordinals) if sum_vars is None else frozenset(sum_vars)
+    signature = tuple((f.dims, f.ordinal, f.tensor.shape, f.name) for f in factors)
+    try:
+        key = (signature, frozenset(var_ordinals.items()), sum_vars)
+        plan = _PLANS.get(key)
+    except TypeError:  # unhashable dims or ordinals: plan without the cache
+        key, plan = None, None
+    if plan is None:
+        syms = [
+            _Sym(f.dims, f.ordinal, tuple(f.tensor.shape), f.name, i) for i, f in enumerate(factors)
+        ]
+        plan = _plan_tree(syms, var_ordinals, sum_vars)
+        if key is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    tensors = [f.tensor for f in factors]
+    results = plan.run(tensors)
+    scales = [_common_scale([factors[i] for i in comp]) for comp in plan.components]
+    out: List[LogFactor] = []
+    for entry in plan.outputs:
+        if entry[0] == "input":
+            out.append(factors[entry[1]])
+        else:
+            slot, dims, ordinal, name, component = entry
+            out.append(
+                LogFactor(_slot(tensors, results, slot), dims, ordinal, name, scales[component])
+            )
+    return out
 
 
 def _raise_coupled(term, left_sum, held, var_ordinals, leaf):

@@ -2,13 +2,17 @@
 
 The contraction order comes from ``opt_einsum``; every pairwise step is done in
 log space, either exactly (broadcast add, then ``logsumexp``) when the pair is
-small, or as a max-shifted exponentiated ``torch.einsum`` when it is large.
+small, or as a max-shifted exponentiated ``torch.einsum`` when it is large. The
+resulting list of steps depends only on the equation and the operand shapes and
+is cached, so repeated calls (one per SVI step) only run tensor operations.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import Counter
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import opt_einsum
 import torch
@@ -18,27 +22,27 @@ import torch
 EXACT_PAIR_NUMEL = 1 << 21
 
 
-def _parse(equation: str, operands: Sequence[torch.Tensor]):
+def _parse(equation: str, shapes: Sequence[Tuple[int, ...]]):
     equation = equation.replace(" ", "")
     if "->" not in equation:
         raise ValueError(f"log_einsum needs an explicit output, e.g. 'ab,bc->ac'; got {equation!r}")
     lhs, output = equation.split("->")
     inputs = lhs.split(",")
-    if len(inputs) != len(operands):
+    if len(inputs) != len(shapes):
         raise ValueError(
             f"log_einsum equation {equation!r} names {len(inputs)} operands but "
-            f"{len(operands)} were given"
+            f"{len(shapes)} were given"
         )
     sizes = {}
-    for dims, x in zip(inputs, operands):
-        if len(dims) != x.dim():
+    for dims, shape in zip(inputs, shapes):
+        if len(dims) != len(shape):
             raise ValueError(
-                f"log_einsum: operand with dims {dims!r} has shape {tuple(x.shape)}; "
+                f"log_einsum: operand with dims {dims!r} has shape {tuple(shape)}; "
                 "give one letter per dim"
             )
         if len(set(dims)) != len(dims):
             raise ValueError(f"log_einsum does not take repeated dims within an operand: {dims!r}")
-        for d, size in zip(dims, x.shape):
+        for d, size in zip(dims, shape):
             if sizes.setdefault(d, size) != size and size != 1 and sizes[d] != 1:
                 raise ValueError(
                     f"log_einsum: dim {d!r} has size {sizes[d]} in one operand and {size} in "
@@ -70,14 +74,6 @@ def _safe_shift(x: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
     return shift.masked_fill(~torch.isfinite(shift), 0.0)
 
 
-def _reduce_one(x: torch.Tensor, dims: str, out: str) -> torch.Tensor:
-    summed = [i for i, d in enumerate(dims) if d not in out]
-    if summed:
-        x = torch.logsumexp(x, dim=summed)
-        dims = "".join(d for d in dims if d in out)
-    return _align(x, dims, out) if dims != out else x
-
-
 def _log_pair(a: torch.Tensor, da: str, b: torch.Tensor, db: str, out: str, sizes) -> torch.Tensor:
     union = da + "".join(d for d in db if d not in da)
     summed = [d for d in union if d not in out]
@@ -104,6 +100,14 @@ def _log_pair(a: torch.Tensor, da: str, b: torch.Tensor, db: str, out: str, size
     return prod.log() + shift
 
 
+@functools.lru_cache(maxsize=1024)
+def _contract_path(equation: str, shapes: tuple) -> tuple:
+    """opt_einsum's pairwise contraction order (cached: it depends only on the shapes)."""
+    strategy = "auto" if len(shapes) <= 8 else "greedy"
+    path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=strategy)
+    return tuple(path)
+
+
 def log_einsum(equation: str, *operands: torch.Tensor) -> torch.Tensor:
     """Contract log-valued tensors: ``log(einsum(equation, *[x.exp() for x in operands]))``.
 
@@ -121,39 +125,139 @@ def log_einsum(equation: str, *operands: torch.Tensor) -> torch.Tensor:
         >>> bool(torch.allclose(out, expected))
         True
     """
-    inputs, output, sizes = _parse(equation, operands)
-    if len(operands) == 1:
-        return _reduce_one(operands[0], inputs[0], output)
-    ops: List[torch.Tensor] = list(operands)
-    dims: List[str] = list(inputs)
-    if len(ops) > 2:
-        shapes = [tuple(sizes[d] for d in ds) for ds in dims]
-        strategy = "auto" if len(ops) <= 8 else "greedy"
-        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=strategy)
+    shapes = tuple(tuple(x.shape) for x in operands)
+    steps = _compile(equation, shapes, EXACT_PAIR_NUMEL)
+    slots: List[torch.Tensor] = list(operands)
+    for step in steps:
+        slots.append(_STEPS[step[0]](step, slots))
+    return slots[-1]
+
+
+# ---------------------------------------------------------------- compiled plans
+#
+# Which pairs to contract, and how to permute, reshape and reduce each, depends
+# only on the equation and the operand shapes: it is worked out once (cached)
+# as a list of steps on numbered slots (the operands, then each step's result).
+
+
+def _align_recipe(dims: str, shape: Tuple[int, ...], target: str):
+    """``(perm or None, shape or None)`` doing :func:`_align` on a tensor of ``shape``."""
+    kept = [d for d in target if d in dims]
+    perm = tuple(dims.index(d) for d in kept)
+    permuted = tuple(shape[i] for i in perm)
+    aligned = tuple(shape[dims.index(d)] if d in dims else 1 for d in target)
+    return (
+        None if perm == tuple(range(len(perm))) else perm,
+        None if aligned == permuted else aligned,
+    ), aligned
+
+
+def _apply(x: torch.Tensor, recipe) -> torch.Tensor:
+    perm, shape = recipe
+    if perm is not None:
+        x = x.permute(perm)
+    if shape is not None:
+        x = x.reshape(shape)
+    return x
+
+
+def _plan_reduce(slot: int, dims: str, shape, out: str):
+    summed = tuple(i for i, d in enumerate(dims) if d not in out)
+    kept = "".join(d for d in dims if d in out)
+    kept_shape = tuple(n for d, n in zip(dims, shape) if d in out)
+    if kept == out:
+        return ("reduce", slot, summed, (None, None)), kept_shape
+    recipe, aligned = _align_recipe(kept, kept_shape, out)
+    return ("reduce", slot, summed, recipe), aligned
+
+
+def _plan_pair(sa: int, da: str, shape_a, sb: int, db: str, shape_b, out: str, sizes, limit):
+    union = da + "".join(d for d in db if d not in da)
+    summed = [d for d in union if d not in out]
+    size_a, size_b = dict(zip(da, shape_a)), dict(zip(db, shape_b))
+    out_shape = tuple(max(size_a.get(d, 1), size_b.get(d, 1)) for d in out)
+    if summed and math.prod(sizes[d] for d in union) > limit:
+        return ("large", sa, da, sb, db, out, dict(sizes)), out_shape
+    full = union if not summed else "".join(d for d in union if d in out) + "".join(summed)
+    ra, _ = _align_recipe(da, shape_a, full)
+    rb, _ = _align_recipe(db, shape_b, full)
+    axes = tuple(range(len(full) - len(summed), len(full)))
+    # ``out`` keeps the dims in union order, as ``full`` does: no final alignment
+    return ("exact", sa, ra, sb, rb, axes), out_shape
+
+
+def _run_reduce(step, slots):
+    _, slot, summed, recipe = step
+    x = slots[slot]
+    if summed:
+        x = torch.logsumexp(x, dim=summed)
+    return _apply(x, recipe)
+
+
+def _run_exact(step, slots):
+    _, sa, ra, sb, rb, axes = step
+    total = _apply(slots[sa], ra) + _apply(slots[sb], rb)
+    return torch.logsumexp(total, dim=axes) if axes else total
+
+
+def _run_large(step, slots):
+    _, sa, da, sb, db, out, sizes = step
+    return _log_pair(slots[sa], da, slots[sb], db, out, sizes)
+
+
+_STEPS = {"reduce": _run_reduce, "exact": _run_exact, "large": _run_large}
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(equation: str, shapes: tuple, limit: int) -> tuple:
+    """The steps of :func:`log_einsum` for operands of these shapes."""
+    inputs, output, sizes = _parse(equation, shapes)
+    steps = []
+    if len(inputs) == 1:
+        steps.append(_plan_reduce(0, inputs[0], shapes[0], output)[0])
+        return tuple(steps)
+    if len(inputs) > 2:
+        path = _contract_path(
+            ",".join(inputs) + "->" + output, tuple(tuple(sizes[d] for d in ds) for ds in inputs)
+        )
     else:
-        path = [(0, 1)]
+        path = ((0, 1),)
+    alive = list(range(len(inputs)))  # slot of each operand still to contract
+    dims: List[str] = list(inputs)
+    shape_of = {i: tuple(s) for i, s in enumerate(shapes)}
     # how many remaining operands (plus the output) mention each dim
     count = Counter(output)
     for ds in dims:
         count.update(ds)
-    for pair in list(path) + [(0, 1)] * max(0, len(ops) - 1 - len(path)):
+
+    def emit(step, shape):
+        slot = len(shapes) + len(steps)
+        steps.append(step)
+        shape_of[slot] = shape
+        return slot
+
+    for pair in list(path) + [(0, 1)] * max(0, len(alive) - 1 - len(path)):
         picked = sorted(pair, reverse=True)
-        taken = [(ops.pop(i), dims.pop(i)) for i in picked]
+        taken = [(alive.pop(i), dims.pop(i)) for i in picked]
         for _, ds in taken:
             count.subtract(ds)
         if len(taken) == 1:
-            (x, dx) = taken[0]
+            (sx, dx) = taken[0]
             out = "".join(d for d in dx if count[d] > 0)
-            result = _reduce_one(x, dx, out)
+            slot = emit(*_plan_reduce(sx, dx, shape_of[sx], out))
         else:
-            (a, da), (b, db) = taken[0], taken[1]
-            for x, dx in taken[2:]:  # opt_einsum may contract several at once
+            (sa, da), (sb, db) = taken[0], taken[1]
+            for sx, dx in taken[2:]:  # opt_einsum may contract several at once
                 union = da + "".join(d for d in dx if d not in da)
-                a, da = _log_pair(a, da, x, dx, union, sizes), union
+                sa = emit(
+                    *_plan_pair(sa, da, shape_of[sa], sx, dx, shape_of[sx], union, sizes, limit)
+                )
+                da = union
             union = da + "".join(d for d in db if d not in da)
             out = "".join(d for d in union if count[d] > 0)
-            result = _log_pair(a, da, b, db, out, sizes)
+            slot = emit(*_plan_pair(sa, da, shape_of[sa], sb, db, shape_of[sb], out, sizes, limit))
         count.update(out)
-        ops.append(result)
+        alive.append(slot)
         dims.append(out)
-    return _reduce_one(ops[0], dims[0], output)
+    emit(*_plan_reduce(alive[0], dims[0], shape_of[alive[0]], output))
+    return tuple(steps)

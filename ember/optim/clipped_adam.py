@@ -1,7 +1,9 @@
 """ClippedAdam: Adam with elementwise gradient clipping and learning-rate decay.
 
 A torch optimizer of its own (not a wrapper of ``torch.optim.Adam``). Each
-step, for every parameter ``p`` with a gradient ``g``:
+step first multiplies the group's learning rate by ``lrd`` (as Pyro does, so
+the ``t``-th step, counting from 1, uses ``lr * lrd**t``), then, for every
+parameter ``p`` with a gradient ``g``:
 
 1. ``g`` is clipped elementwise to ``[-clip_norm, clip_norm]``;
 2. ``weight_decay * p`` is added to ``g`` (an L2 penalty);
@@ -9,9 +11,7 @@ step, for every parameter ``p`` with a gradient ``g``:
    ``m <- beta1 * m + (1 - beta1) * g`` and ``v <- beta2 * v + (1 - beta2) * g**2``;
 4. ``p <- p - lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments
    ``m_hat = m / (1 - beta1**t)`` and ``v_hat = v / (1 - beta2**t)``
-   (Kingma & Ba 2015, Algorithm 1);
-5. after the update the group's learning rate is multiplied by ``lrd``, so the
-   ``t``-th step (counting from 1) uses ``lr * lrd**(t - 1)``.
+   (Kingma & Ba 2015, Algorithm 1).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ClippedAdam(Optimizer):
     :param weight_decay: L2 penalty, added to the clipped gradient (default 0).
     :param clip_norm: gradients are clamped elementwise to ``[-clip_norm, clip_norm]``
         (default 10.0).
-    :param lrd: the learning rate is multiplied by ``lrd`` after every step
+    :param lrd: the learning rate is multiplied by ``lrd`` at the start of every step
         (default 1.0: no decay).
     :param foreach: update all tensors of a group with torch's multi-tensor
         kernels (default ``None``: when every tensor of the group is on one
@@ -49,9 +49,9 @@ class ClippedAdam(Optimizer):
         >>> x = torch.tensor([1.0, -2.0], requires_grad=True)
         >>> opt = ClippedAdam([x], lr=0.1, clip_norm=1.0, lrd=0.5)
         >>> (100 * x).sum().backward()  # gradient 100, clipped to 1
-        >>> opt.step()
+        >>> opt.step()  # lr decays to 0.05 first, then the step
         >>> x.detach()
-        tensor([ 0.9000, -2.1000])
+        tensor([ 0.9500, -2.0500])
         >>> opt.param_groups[0]["lr"]
         0.05
     """
@@ -104,6 +104,7 @@ class ClippedAdam(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            group["lr"] = group["lr"] * group["lrd"]
             params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
             for p in group["params"]:
                 if p.grad is None:
@@ -130,7 +131,6 @@ class ClippedAdam(Optimizer):
                     foreach = _can_use_foreach(params)
                 update = _update_foreach if foreach else _update_loop
                 update(params, grads, exp_avgs, exp_avg_sqs, steps, group)
-            group["lr"] = group["lr"] * group["lrd"]
         return loss
 
 

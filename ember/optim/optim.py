@@ -17,6 +17,7 @@ parameter has in ember's param store), in the layout of a one-parameter torch
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -177,6 +178,8 @@ class PyroOptim:
         self._by_name: Dict[str, _Entry] = {}
         self._pending: Dict[str, dict] = {}  # saved state of parameters not seen yet
         self._num_unnamed = 0
+        # (params of the last call, [(group, its params)]): reused while the params repeat
+        self._plan: tuple | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pt_optim_args!r})"
@@ -188,6 +191,26 @@ class PyroOptim:
         :param params: the parameters of this step (their gradients computed).
         :param args, kwargs: passed on to each torch optimizer's ``step``
             (e.g. ``closure=...`` for LBFGS).
+        """
+        if not isinstance(params, (list, tuple)):
+            params = list(params)
+        plan = self._plan
+        if (
+            plan is None
+            or len(plan[0]) != len(params)
+            or not all(map(operator.is_, plan[0], params))
+        ):
+            plan = self._make_plan(params)
+        for group, group_params in plan[1]:
+            if group.clip is not None:
+                self._clip(group.clip, group_params)
+            self._step_group(group, group_params, args, kwargs)
+
+    def _make_plan(self, params) -> tuple:
+        """Take up new parameters and sort ``params`` into their groups.
+
+        The result is kept: the next call with the same parameters (the same
+        tensors, in the same order: the usual case, step after step) reuses it.
         """
         passed: Dict[int, List[torch.Tensor]] = {}
         groups: Dict[int, _Group] = {}
@@ -203,11 +226,9 @@ class PyroOptim:
             key = id(entry.group)
             groups[key] = entry.group
             passed.setdefault(key, []).append(p)
-        for key, group in groups.items():
-            group_params = passed[key]
-            if group.clip is not None:
-                self._clip(group.clip, group_params)
-            self._step_group(group, group_params, args, kwargs)
+        plan = (tuple(params), [(group, passed[key]) for key, group in groups.items()])
+        self._plan = plan
+        return plan
 
     @staticmethod
     def _step_group(group: _Group, passed: List[torch.Tensor], args, kwargs) -> None:
@@ -285,6 +306,7 @@ class PyroOptim:
         return spec
 
     def _take_up(self, p: torch.Tensor) -> _Entry:
+        self._plan = None
         name = self._name_of(p)
         old = self._by_name.get(name)
         if old is not None:
@@ -319,6 +341,7 @@ class PyroOptim:
         """Hook for subclasses (the schedulers attach one scheduler per group)."""
 
     def _forget(self, entry: _Entry) -> None:
+        self._plan = None
         group = entry.group
         group.params[:] = [q for q in group.params if q is not entry.tensor]
         group.optimizer.state.pop(entry.tensor, None)

@@ -118,7 +118,7 @@ class ClippedAdam(PyroOptim):
         returning one) with any of ``lr`` (1e-3), ``betas`` ((0.9, 0.999)),
         ``eps`` (1e-8), ``weight_decay`` (0), ``clip_norm`` (10.0: gradients are
         clamped elementwise to ``[-clip_norm, clip_norm]``) and ``lrd`` (1.0: the
-        learning rate is multiplied by ``lrd`` after every step).
+        learning rate is multiplied by ``lrd`` at the start of every step, as in Pyro).
     :param clip_args: optional extra clipping, as for :class:`~ember.optim.PyroOptim`.
 
     Example::
@@ -129,8 +129,8 @@ class ClippedAdam(PyroOptim):
         >>> optim = ClippedAdam({"lr": 0.1, "clip_norm": 1.0, "lrd": 0.9})
         >>> (x * torch.tensor([50.0, -0.5])).sum().backward()
         >>> optim([x])
-        >>> x.detach()  # the first Adam step moves each coordinate by lr
-        tensor([-0.1000,  0.1000])
+        >>> x.detach()  # the first Adam step moves each coordinate by lr * lrd
+        tensor([-0.0900,  0.0900])
     """
 
     torch_optimizer = _ClippedAdamOptimizer

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, Tuple, Union
 import torch
 from torch.distributions import constraints as _tc
 from torch.distributions import transform_to
+from torch.distributions import transforms as _tt
 
 from ember.util import is_validation_enabled
 
@@ -179,6 +180,49 @@ def _decode_constraint(data, map_location=None):
     raise ValueError(f"unknown constraint {name!r} in param-store file")
 
 
+# ------------------------------------------------------------------ transforms
+_IDENTITY = object()  # marks a parameter stored as is (constraint real)
+
+
+def _is_identity_affine(t) -> bool:
+    return (
+        type(t) is _tt.AffineTransform
+        and isinstance(t.loc, numbers.Number)
+        and isinstance(t.scale, numbers.Number)
+        and t.loc == 0
+        and t.scale == 1
+    )
+
+
+def _param_transform(constraint):
+    """``transform_to(constraint)`` with no-op parts dropped, or ``_IDENTITY``.
+
+    torch maps e.g. ``positive`` to ``exp`` followed by the affine map
+    ``0 + 1 * x``; that last step changes no value (and ``exp`` never returns
+    -0.0) but costs two tensor ops and two autograd nodes per read, so it is
+    left out. A constraint whose transform is the identity returns
+    ``_IDENTITY``: the stored tensor is returned as it is.
+    """
+    transform = transform_to(constraint)
+    if isinstance(transform, _tt.ComposeTransform):
+        parts = [t for t in transform.parts if not _is_identity_affine(t)]
+        if not parts:
+            return _IDENTITY
+        if len(parts) == 1:
+            transform = parts[0]
+        elif len(parts) < len(transform.parts):
+            transform = _tt.ComposeTransform(parts)
+    elif _is_identity_affine(transform):
+        return _IDENTITY
+    if type(transform) is _tt.ComposeTransform and not transform.parts:
+        return _IDENTITY
+    return transform
+
+
+def _inverse(transform, value):
+    return value if transform is _IDENTITY else transform.inv(value)
+
+
 # -------------------------------------------------------------------- store
 class ParamStoreDict:
     """Global key-value store of learnable parameters, used by ``ember.param``.
@@ -257,11 +301,15 @@ class ParamStoreDict:
             ) from None
         transform = self._transforms.get(name)
         if transform is None:
-            transform = transform_to(self._constraints[name])
+            transform = _param_transform(self._constraints[name])
             self._transforms[name] = transform
+        if transform is _IDENTITY:
+            if "unconstrained" not in unconstrained.__dict__:
+                unconstrained.unconstrained = weakref.ref(unconstrained)
+            return unconstrained
         constrained = transform(unconstrained)
         if constrained is unconstrained:
-            if not hasattr(unconstrained, "unconstrained"):
+            if "unconstrained" not in unconstrained.__dict__:
                 unconstrained.unconstrained = weakref.ref(unconstrained)
         else:
             constrained.unconstrained = weakref.ref(unconstrained)
@@ -274,10 +322,10 @@ class ParamStoreDict:
                 f"parameter {name!r} must be a torch.Tensor, got "
                 f"{type(new_constrained_value).__name__}"
             )
-        transform = transform_to(constraint)
+        transform = _param_transform(constraint)
         self._transforms[name] = transform
         with torch.no_grad():
-            unconstrained = transform.inv(new_constrained_value)
+            unconstrained = _inverse(transform, new_constrained_value)
             if unconstrained is new_constrained_value:
                 if not (unconstrained.is_leaf and unconstrained.requires_grad):
                     unconstrained = unconstrained.detach()
@@ -311,7 +359,7 @@ class ParamStoreDict:
 
     def get_param(self, name: str, init_tensor=None, constraint=_tc.real, event_dim=None):
         """The constrained value of ``name``, creating it from ``init_tensor`` if absent."""
-        if init_tensor is None:
+        if init_tensor is None or name in self._params:
             return self[name]
         return self.setdefault(name, init_tensor, constraint)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping
 
+import torch
+
 from ember.poutine.messenger import Messenger
 from ember.poutine.runtime import get_stack
 
@@ -129,7 +131,7 @@ class EnumMessenger(Messenger):
             and msg["value"] is None
             and name not in self.reserved
         ):
-            dim = self._allocate(visible)
+            dim = self._allocate(visible, name)
             num_samples = infer.get("num_samples")
             msg["value"] = _enumerated_value(msg, dim, infer.get("expand", False), num_samples)
             if num_samples is not None:
@@ -144,7 +146,7 @@ class EnumMessenger(Messenger):
         infer["_enum_dims"] = visible
         msg["infer"] = infer
 
-    def _allocate(self, visible: Mapping[int, str]) -> int:
+    def _allocate(self, visible: Mapping[int, str], name: str = "?") -> int:
         if self._first is None:
             raise ValueError(
                 "enum: first_available_dim is None and there is no enclosing enum handler; "
@@ -153,7 +155,21 @@ class EnumMessenger(Messenger):
         dim = self._first
         while dim in visible:
             dim -= 1
+        if dim < 1 - MAX_TENSOR_DIMS:  # leave a dim for the parameters it indexes
+            raise ValueError(
+                f"enum: site {name!r} would need enumeration dim {dim}, but torch tensors have "
+                f"at most {MAX_TENSOR_DIMS} dims (the value, plus a dim for the parameters it "
+                f"indexes): {len(visible)} enumerated sites are in view "
+                "at once. Declare the Markov structure so dims of sites out of view are "
+                "reused: iterate `for t in ember.markov(range(T))`, decorate a recursive step "
+                "with @ember.markov, or enter one `chain = ember.markov()` instance per step "
+                "(`with chain:`); separate `with ember.markov():` blocks do not hide each other"
+            )
         return dim
+
+
+# torch's limit on the number of dims of a tensor
+MAX_TENSOR_DIMS = 64
 
 
 def _continue_left_of_enclosing(messenger) -> int | None:
@@ -183,10 +199,65 @@ def _enumerated_value(msg, dim: int, expand: bool = False, num_samples: int | No
             "its history)"
         )
     if num_samples is not None:  # Monte Carlo: independent draws along the new dim
-        values = fn.sample((num_samples,))
+        return _place(fn.sample((num_samples,)), len(batch_shape), dim, len(event_shape))
+    if not expand:
+        values = _cached_support(fn, dim)
+        if values is not None:
+            return values
+    values = fn.enumerate_support(expand=expand)
+    tag = getattr(values, "_ember_categorical_support", None)
+    values = _place(values, len(batch_shape), dim, len(event_shape))
+    if tag is not None:  # still arange(k) along its leftmost dim: keep the fast log_prob
+        values._ember_categorical_support = tag
+    return values
+
+
+# Supports of Categorical and Bernoulli depend only on the number of values, the
+# dtype, the device and the enumeration dim: build each once, hand out views.
+_SUPPORT_CACHE: Dict[tuple, torch.Tensor] = {}
+_SUPPORT_KINDS: Dict[type, str] = {}
+
+
+def _support_kind(cls) -> str | None:
+    if not _SUPPORT_KINDS:
+        import ember.distributions as dist
+
+        _SUPPORT_KINDS.update(
+            {
+                dist.Categorical: "categorical",
+                torch.distributions.Categorical: "categorical",
+                dist.Bernoulli: "bernoulli",
+                torch.distributions.Bernoulli: "bernoulli",
+            }
+        )
+    return _SUPPORT_KINDS.get(cls)
+
+
+def _cached_support(fn, dim: int):
+    """``fn``'s support (unexpanded) along ``dim``, for distributions with a fixed support.
+
+    Returns None for other distributions. Equal to ``_place(fn.enumerate_support(False), ...)``.
+    """
+    kind = _support_kind(type(fn))
+    if kind is None:
+        return None
+    param = fn._param
+    if kind == "categorical":
+        key = (kind, fn._num_events, torch.long, param.device, dim)
     else:
-        values = fn.enumerate_support(expand=expand)
-    return _place(values, len(batch_shape), dim, len(event_shape))
+        key = (kind, 2, param.dtype, param.device, dim)
+    cached = _SUPPORT_CACHE.get(key)
+    if cached is None or cached._version != cached._ember_version:  # missing or changed in place
+        cached = torch.arange(key[1], dtype=key[2], device=key[3])
+        cached = cached.reshape((key[1],) + (1,) * (-1 - dim))
+        cached._ember_version = cached._version
+        if len(_SUPPORT_CACHE) > 256:
+            _SUPPORT_CACHE.clear()
+        _SUPPORT_CACHE[key] = cached
+    values = cached.detach()  # a fresh tensor object on the same memory: tags are per site
+    if kind == "categorical":
+        values._ember_categorical_support = id(fn)
+    return values
 
 
 def _place(values, batch_len: int, dim: int, event_dim: int):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from ember.poutine.runtime import _pop, _push
+from ember.poutine.runtime import _STACK, _get_stack, _pop
 
 
 class Messenger:
@@ -76,11 +76,15 @@ class Messenger:
         return _context_wrap
 
     def __enter__(self):
-        _push(self)
+        _STACK.set(_get_stack() + (self,))  # (runtime._push, inlined)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
-        _pop(self)
+        stack = _get_stack()
+        if stack and stack[-1] is self:
+            _STACK.set(stack[:-1])
+        else:
+            _pop(self)
         return False
 
     def _reset(self) -> None:

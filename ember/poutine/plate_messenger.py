@@ -21,11 +21,11 @@ from ember.poutine.runtime import (
     CondIndepStackFrame,
     _apply,
     _get_stack,
-    new_message,
 )
 from ember.util import is_validation_enabled
 
 _EMPTY_SHAPE = torch.Size()
+_new_frame = tuple.__new__  # builds a CondIndepStackFrame without its Python-level __new__
 
 
 def _plates_text(frames) -> str:
@@ -59,13 +59,18 @@ def broadcast_to_plates(msg) -> None:
         return
     n = len(batch_shape)
     value = msg["value"]
-    if value is None:
-        # Fast path: the distribution already has every plate's size at its dim.
-        for f in msg["cond_indep_stack"]:
-            dim = f.dim
-            if dim is not None and f.size != -1 and (-dim > n or batch_shape[dim] != f.size):
-                break
-        else:
+    for f in msg["cond_indep_stack"]:
+        dim = f.dim
+        if dim is not None and f.size != -1 and (-dim > n or batch_shape[dim] != f.size):
+            break
+    else:
+        # Fast path: the distribution already has every plate's size at its dim, so it
+        # needs no expanding; an observed value whose batch shape is exactly that passes
+        # the checks below too.
+        if value is None or not is_validation_enabled() or not isinstance(value, torch.Tensor):
+            return
+        event_dim = len(getattr(fn, "event_shape", ()))
+        if value.shape[: value.dim() - event_dim] == batch_shape:
             return
     frames = [f for f in msg["cond_indep_stack"] if f.dim is not None and f.size != -1]
     if not frames:
@@ -151,12 +156,14 @@ class IndepMessenger(Messenger):
     """
 
     def __init__(self, name: str, size: int | None = None, dim: int | None = None, device=None):
-        super().__init__()
         if not isinstance(name, str):
             raise TypeError(f"plate name must be a str, got {type(name).__name__}")
         if size is None:
             size = -1
-        if not isinstance(size, (numbers.Integral, torch.Tensor)) or (
+        elif type(size) is int:  # the common case, without the slower abstract-class checks
+            if size < -1:
+                raise ValueError(f"plate {name!r}: size must be a non-negative int, got {size!r}")
+        elif not isinstance(size, (numbers.Integral, torch.Tensor)) or (
             isinstance(size, numbers.Integral) and size < -1
         ):
             raise ValueError(f"plate {name!r}: size must be a non-negative int, got {size!r}")
@@ -175,8 +182,10 @@ class IndepMessenger(Messenger):
         self._frame = None
 
     @property
-    def indices(self) -> torch.Tensor:
-        """``arange(size)``."""
+    def indices(self) -> torch.Tensor | None:
+        """``arange(size)`` (None for a plate without a size)."""
+        if self.size == -1:
+            return None
         return torch.arange(int(self.size), device=self.device)
 
     def _frame_size(self):
@@ -187,8 +196,8 @@ class IndepMessenger(Messenger):
             self._vectorized = True
         if self._vectorized:
             self.dim = _DIM_ALLOCATOR.allocate(self.name, self._user_dim)
-        self._frame = CondIndepStackFrame(
-            self.name, self.dim, self._frame_size(), self.counter, self.size
+        self._frame = _new_frame(
+            CondIndepStackFrame, (self.name, self.dim, self._frame_size(), self.counter, self.size)
         )
         super().__enter__()
         return self.indices
@@ -241,19 +250,32 @@ def _subsample_site(name, size, subsample_size, subsample, device):
                 f"plate {name!r}: subsample_size={subsample_size} exceeds size={size}; "
                 "use a subsample_size between 1 and size"
             )
-    if subsample is None and (subsample_size is None or subsample_size == size):
-        stack = _get_stack()
-        if not stack:
-            return size, size, None
-    fn = _Subsample(size, size if subsample_size is None else subsample_size, device)
     stack = _get_stack()
     if stack:
-        msg = new_message("sample", name, fn, value=subsample)
+        fn = _Subsample(size, size if subsample_size is None else subsample_size, device)
+        msg = {
+            "type": "sample",
+            "name": name,
+            "fn": fn,
+            "is_observed": False,
+            "args": (),
+            "kwargs": {},
+            "value": subsample,
+            "infer": {},
+            "scale": 1.0,
+            "mask": None,
+            "cond_indep_stack": (),
+            "done": False,
+            "stop": False,
+            "continuation": None,
+        }
         _apply(stack, msg)
         subsample = msg["value"]
     elif subsample is None:
-        subsample = fn.sample()
-    n = len(subsample)
+        if subsample_size is None or subsample_size == size:
+            return size, size, None  # the indices are made only if asked for
+        subsample = _Subsample(size, subsample_size, device).sample()
+    n = subsample.shape[0] if isinstance(subsample, torch.Tensor) else len(subsample)
     if subsample_size is None:
         subsample_size = n
     elif subsample_size != n:
@@ -295,6 +317,7 @@ class SubsampleMessenger(IndepMessenger):
             name, self.size, subsample_size, subsample, device
         )
         self._scaled = self.size != self.subsample_size
+        self._scale_factor = self.size / self.subsample_size if self._scaled else 1.0
 
     @property
     def indices(self) -> torch.Tensor | None:
@@ -310,7 +333,7 @@ class SubsampleMessenger(IndepMessenger):
     def _process_message(self, msg) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
         if self._scaled:
-            msg["scale"] = msg["scale"] * (self.size / self.subsample_size)
+            msg["scale"] = msg["scale"] * self._scale_factor
 
     def _subsample_value(self, msg) -> None:
         if self.dim is None:
@@ -365,15 +388,18 @@ class PlateMessenger(SubsampleMessenger):
     def __enter__(self):
         # Only the outermost vectorized plate broadcasts: it is the last to see a message
         # and then knows every plate around the site.
-        self._broadcast = not any(
-            isinstance(h, PlateMessenger) and h._vectorized for h in _get_stack()
-        )
+        broadcast = True
+        for h in _get_stack():
+            if isinstance(h, PlateMessenger) and h._vectorized:
+                broadcast = False
+                break
+        self._broadcast = broadcast
         return super().__enter__()
 
     def _process_message(self, msg) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
         if self._scaled:
-            msg["scale"] = msg["scale"] * (self.size / self.subsample_size)
+            msg["scale"] = msg["scale"] * self._scale_factor
         if self._broadcast and msg["type"] == "sample" and not msg["done"]:
             broadcast_to_plates(msg)
 

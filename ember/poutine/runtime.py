@@ -189,25 +189,28 @@ def default_process_message(msg) -> None:
 def _apply(stack, msg) -> None:
     n = len(stack)
     i = n - 1
-    while i >= 0:
-        frame = stack[i]
-        hooks = frame._process_hooks
+    if msg["stop"]:
+        i = _apply_stopped(stack, msg)
+    else:
         mtype = msg["type"]
-        hook = hooks.get(mtype, _UNSET)
-        if hook is _UNSET:
-            hook = type(frame)._resolve_hook(mtype, post=False)
-        if hook is not None:
-            hook(frame, msg)
-        if msg["stop"]:
-            if i and msg["type"] == "sample" and msg["cond_indep_stack"]:
-                # Outer plates never see this message: broadcast it here.
-                from ember.poutine.plate_messenger import broadcast_to_plates
+        while i >= 0:
+            frame = stack[i]
+            hook = frame._process_hooks.get(mtype, _UNSET)
+            if hook is _UNSET:
+                hook = type(frame)._resolve_hook(mtype, post=False)
+            if hook is not None:
+                hook(frame, msg)
+                if msg["stop"]:
+                    if i and msg["type"] == "sample" and msg["cond_indep_stack"]:
+                        # Outer plates never see this message: broadcast it here.
+                        from ember.poutine.plate_messenger import broadcast_to_plates
 
-                broadcast_to_plates(msg)
-            break
-        i -= 1
-    if i < 0:
-        i = 0
+                        broadcast_to_plates(msg)
+                    break
+                mtype = msg["type"]  # (a handler may change the type)
+            i -= 1
+        if i < 0:
+            i = 0
     # default_process_message, inlined on the hot path
     if not (msg["done"] or msg["is_observed"] or msg["value"] is not None):
         msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
@@ -224,6 +227,24 @@ def _apply(stack, msg) -> None:
     cont = msg["continuation"]
     if cont is not None:
         cont(msg)
+
+
+def _apply_stopped(stack, msg) -> int:
+    """The process walk for a message that arrives with ``stop`` already set: the
+    innermost handler sees it, then the walk ends. Returns that handler's index."""
+    i = len(stack) - 1
+    if i >= 0:
+        frame = stack[i]
+        hook = frame._process_hooks.get(msg["type"], _UNSET)
+        if hook is _UNSET:
+            hook = type(frame)._resolve_hook(msg["type"], post=False)
+        if hook is not None:
+            hook(frame, msg)
+        if i and msg["type"] == "sample" and msg["cond_indep_stack"]:
+            from ember.poutine.plate_messenger import broadcast_to_plates
+
+            broadcast_to_plates(msg)
+    return max(i, 0)
 
 
 def apply_stack(msg) -> None:
@@ -382,11 +403,10 @@ class _DimAllocator:
         return self._var.get()
 
     def allocate(self, name: str, dim: int | None) -> int:
-        names = list(self._var.get())
+        names = self._var.get()
+        n = len(names)
         if dim is None:
-            idx = 0
-            while idx < len(names) and names[idx] is not None:
-                idx += 1
+            idx = names.index(None) if None in names else n
             dim = -1 - idx
         else:
             if not isinstance(dim, int) or dim >= 0:
@@ -395,27 +415,29 @@ class _DimAllocator:
                     f"got {dim!r}"
                 )
             idx = -1 - dim
-            if idx < len(names) and names[idx] is not None:
+            if idx < n and names[idx] is not None:
                 other = names[idx]
                 raise ValueError(
                     f"plates {other!r} and {name!r} both claim dim={dim}. Each plate in scope "
                     f"needs its own dim: give {name!r} another dim (e.g. dim={dim - 1}) or leave "
                     "dim unset so it is allocated automatically"
                 )
-        while len(names) <= idx:
-            names.append(None)
-        names[idx] = name
-        self._var.set(tuple(names))
+        if idx < n:
+            names = names[:idx] + (name,) + names[idx + 1 :]
+        else:
+            names = names + (None,) * (idx - n) + (name,)
+        self._var.set(names)
         return dim
 
     def free(self, name: str, dim: int) -> None:
-        names = list(self._var.get())
+        names = self._var.get()
         idx = -1 - dim
         if idx < len(names) and names[idx] == name:
-            names[idx] = None
-            while names and names[-1] is None:
-                names.pop()
-            self._var.set(tuple(names))
+            names = names[:idx] + (None,) + names[idx + 1 :]
+            end = len(names)
+            while end and names[end - 1] is None:
+                end -= 1
+            self._var.set(names[:end])
 
     def names(self) -> Dict[int, str]:
         """``{dim: plate name}`` of the dims allocated in this context."""

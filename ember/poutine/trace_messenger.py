@@ -25,16 +25,19 @@ class TraceMessenger(Messenger):
     """
 
     def __init__(self, graph_type: str | None = None, param_only: bool | None = None):
-        super().__init__()
         graph_type = "flat" if graph_type is None else graph_type
-        if graph_type not in ("flat", "dense"):
+        if graph_type != "flat" and graph_type != "dense":
             raise ValueError(f"graph_type must be 'flat' or 'dense', got {graph_type!r}")
         self.graph_type = graph_type
         self.param_only = bool(param_only)
         self.trace = Trace(graph_type=graph_type)
+        self._fresh = True  # self.trace is new and empty: the first entry may use it
 
     def __enter__(self):
-        self.trace = Trace(graph_type=self.graph_type)
+        if self._fresh and not self.trace.nodes:
+            self._fresh = False
+        else:
+            self.trace = Trace(graph_type=self.graph_type)
         return super().__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback):
@@ -95,24 +98,7 @@ class TraceHandler:
         self.msngr = msngr
 
     def __call__(self, *args, **kwargs):
-        with self.msngr:
-            trace = self.msngr.trace
-            trace.nodes["_INPUT"] = {
-                "name": "_INPUT",
-                "type": "args",
-                "args": args,
-                "kwargs": kwargs,
-            }
-            try:
-                ret = self.fn(*args, **kwargs)
-            except (ValueError, RuntimeError) as e:
-                _add_shapes_to_error(e, trace)
-                raise
-            # (the trace may have been replaced by _reset after a NonlocalExit)
-            self.msngr.trace._add_site(
-                "_RETURN", {"name": "_RETURN", "type": "return", "value": ret}
-            )
-        return ret
+        return _run_traced(self.msngr, self.fn, args, kwargs)
 
     @property
     def trace(self) -> Trace:
@@ -122,3 +108,48 @@ class TraceHandler:
         """Run the function and return its trace."""
         self(*args, **kwargs)
         return self.msngr.get_trace()
+
+
+def _run_traced(msngr: TraceMessenger, fn: Callable, args, kwargs, inner=None):
+    """Run ``fn(*args, **kwargs)`` under ``msngr`` (and the handler ``inner`` inside it),
+    recording ``_INPUT`` and ``_RETURN`` sites; returns ``fn``'s value."""
+    with msngr:
+        trace = msngr.trace
+        trace.nodes["_INPUT"] = {
+            "name": "_INPUT",
+            "type": "args",
+            "args": args,
+            "kwargs": kwargs,
+        }
+        try:
+            if inner is None:
+                ret = fn(*args, **kwargs)
+            else:
+                with inner:
+                    ret = fn(*args, **kwargs)
+        except (ValueError, RuntimeError) as e:
+            _add_shapes_to_error(e, trace)
+            raise
+        # (the trace may have been replaced by _reset after a NonlocalExit)
+        msngr.trace._add_site("_RETURN", {"name": "_RETURN", "type": "return", "value": ret})
+    return ret
+
+
+def trace_run(
+    fn: Callable, args=(), kwargs=None, graph_type: str | None = None, inner=None
+) -> Trace:
+    """The trace of one run of ``fn(*args, **kwargs)``, with the handler ``inner`` (e.g. a
+    ``ReplayMessenger``) inside the trace: ``trace(inner(fn)).get_trace(*args, **kwargs)``
+    without building the wrapped functions.
+
+    Example::
+
+        >>> import ember, ember.distributions as dist
+        >>> from ember.poutine.trace_messenger import trace_run
+        >>> tr = trace_run(lambda: ember.sample("z", dist.Normal(0.0, 1.0)))
+        >>> list(tr.nodes)
+        ['_INPUT', 'z', '_RETURN']
+    """
+    msngr = TraceMessenger(graph_type=graph_type)
+    _run_traced(msngr, fn, args, {} if kwargs is None else kwargs, inner)
+    return msngr.trace

@@ -14,7 +14,29 @@ from typing import Callable, Dict, Iterator, List, Set
 
 import torch
 
-from ember.distributions.util import scale_and_mask
+from ember.distributions.score_parts import ScoreParts
+from ember.distributions.util import is_identically_zero, scale_and_mask
+
+_Tensor = torch.Tensor
+
+
+def _is_one(scale) -> bool:
+    """Whether ``scale`` is the number 1 (a tensor scale is never inspected)."""
+    return (type(scale) is float or type(scale) is int) and scale == 1
+
+
+def _scale_and_mask(lp, scale, mask):
+    """``scale_and_mask`` that skips the call for the common scale 1, no mask."""
+    if mask is None and _is_one(scale):
+        return lp
+    return scale_and_mask(lp, scale, mask)
+
+
+def _total(lp):
+    """Sum of a log-density over all its entries; a 0-dim tensor is its own sum."""
+    if isinstance(lp, _Tensor) and lp.dim():
+        return lp.sum()
+    return lp
 
 
 class SiteError(ValueError, RuntimeError):
@@ -202,33 +224,57 @@ class Trace:
 
         Returns ``0.0`` when there is no sample site.
         """
-        result = 0.0
+        result = None
         for name, site in self.nodes.items():
-            if site["type"] == "sample" and site_filter(name, site):
+            if site["type"] == "sample" and (site_filter is _all_sites or site_filter(name, site)):
                 lp_sum = site.get("log_prob_sum")
                 if lp_sum is None:
                     lp = site.get("log_prob")
                     if lp is None:
-                        lp = scale_and_mask(self._log_prob(name, site), site["scale"], site["mask"])
-                    lp_sum = lp.sum() if isinstance(lp, torch.Tensor) else lp
+                        lp = _scale_and_mask(
+                            self._log_prob(name, site), site["scale"], site["mask"]
+                        )
+                    lp_sum = _total(lp)
                     site["log_prob_sum"] = lp_sum
-                result = result + lp_sum
-        return result
+                result = lp_sum if result is None else result + lp_sum
+        return 0.0 if result is None else result
 
     def compute_log_prob(self, site_filter: Callable = _all_sites) -> None:
         """Cache ``unscaled_log_prob``, ``log_prob`` and ``log_prob_sum`` on sample sites."""
+        every = site_filter is _all_sites
         for name, site in self.nodes.items():
-            if site["type"] == "sample" and "log_prob" not in site and site_filter(name, site):
-                lp = self._log_prob(name, site)
+            if (
+                site["type"] == "sample"
+                and "log_prob" not in site
+                and (every or site_filter(name, site))
+            ):
+                try:
+                    lp = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+                except ValueError as e:
+                    raise ValueError(
+                        f"Error while computing log_prob at site {name!r}:\n{e}\n"
+                        f"{self.format_shapes(last_site=name)}"
+                    ) from e
                 site["unscaled_log_prob"] = lp
-                lp = scale_and_mask(lp, site["scale"], site["mask"])
+                scale = site["scale"]
+                mask = site["mask"]
+                # (the common scale 1 without a mask needs no call: _scale_and_mask inlined)
+                if mask is not None or not (
+                    (type(scale) is float or type(scale) is int) and scale == 1
+                ):
+                    lp = scale_and_mask(lp, scale, mask)
                 site["log_prob"] = lp
-                site["log_prob_sum"] = lp.sum() if isinstance(lp, torch.Tensor) else lp
+                site["log_prob_sum"] = lp.sum() if type(lp) is _Tensor and lp.dim() else _total(lp)
 
     def compute_score_parts(self, site_filter: Callable = _all_sites) -> None:
         """Cache ``score_parts`` (scaled and masked) and the log-prob keys on sample sites."""
+        every = site_filter is _all_sites
         for name, site in self.nodes.items():
-            if site["type"] == "sample" and "score_parts" not in site and site_filter(name, site):
+            if (
+                site["type"] == "sample"
+                and "score_parts" not in site
+                and (every or site_filter(name, site))
+            ):
                 try:
                     parts = site["fn"].score_parts(site["value"], *site["args"], **site["kwargs"])
                 except ValueError as e:
@@ -236,12 +282,23 @@ class Trace:
                         f"Error while computing score_parts at site {name!r}:\n{e}\n"
                         f"{self.format_shapes(last_site=name)}"
                     ) from e
-                site["unscaled_log_prob"] = parts.log_prob
-                parts = parts.scale_and_mask(site["scale"], site["mask"])
-                site["score_parts"] = parts
-                site["log_prob"] = parts.log_prob
                 lp = parts.log_prob
-                site["log_prob_sum"] = lp.sum() if isinstance(lp, torch.Tensor) else lp
+                site["unscaled_log_prob"] = lp
+                scale = site["scale"]
+                mask = site["mask"]
+                if mask is not None or not (
+                    (type(scale) is float or type(scale) is int) and scale == 1
+                ):
+                    if parts.entropy_term is lp and is_identically_zero(parts.score_function):
+                        # reparameterized: scale once, keep entropy_term the same tensor
+                        lp = scale_and_mask(lp, scale, mask)
+                        parts = ScoreParts(lp, parts.score_function, lp)
+                    else:
+                        parts = parts.scale_and_mask(scale, mask)
+                        lp = parts.log_prob
+                site["score_parts"] = parts
+                site["log_prob"] = lp
+                site["log_prob_sum"] = lp.sum() if type(lp) is _Tensor and lp.dim() else _total(lp)
 
     # ------------------------------------------------------------- queries
     @property

@@ -116,3 +116,19 @@ def test_kl_masked_and_expanded():
     expanded = dist.ExpandedDistribution(dist.Normal(torch.zeros(1), 1.0), (3,))
     kl = kl_divergence(Delta(v), expanded)
     assert torch.allclose(kl, -q.log_prob(v))
+
+
+def test_kl_independent_delta_against_mvn():
+    torch.manual_seed(0)
+    v = torch.randn(4, 3)
+    cov = torch.tensor([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    q = dist.MultivariateNormal(torch.tensor([0.5, -1.0, 0.0]), cov)
+    # oracle: KL(delta_v || q) = log_density - log q(v), written out with the density formula
+    prec = torch.linalg.inv(cov)
+    diff = v - q.loc
+    log_q = -0.5 * (diff @ prec * diff).sum(-1) - 0.5 * torch.logdet(2 * torch.pi * cov)
+    log_density = torch.tensor([0.0, 0.5, 1.0, -2.0])
+    p = Delta(v, log_density=log_density.unsqueeze(-1).expand(4, 3) / 3).to_event(1)
+    assert torch.allclose(kl_divergence(p, q), log_density - log_q, atol=1e-5)
+    with pytest.raises(ValueError, match="event shapes differ"):
+        kl_divergence(Delta(torch.randn(2)).to_event(1), q)

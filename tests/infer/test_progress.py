@@ -83,3 +83,51 @@ def test_bad_input():
         progress_loop(lambda: "x", 2, disable=True)
     with pytest.raises(ValueError, match="shape"):
         progress_loop(lambda: torch.ones(2), 2, disable=True)
+
+
+def _svi():
+    import ember
+    import ember.distributions as dist
+    from ember.infer import SVI, Trace_ELBO
+    from ember.optim import Adam
+
+    data = torch.tensor([0.5, 1.5, 2.0])
+
+    def model(x):
+        mu = ember.sample("mu", dist.Normal(0.0, 3.0))
+        with ember.plate("data", len(x)):
+            ember.sample("obs", dist.Normal(mu, 1.0), obs=x)
+
+    def guide(x):
+        loc = ember.param("loc", torch.tensor(0.0))
+        ember.sample("mu", dist.Normal(loc, 0.5))
+
+    ember.clear_param_store()
+    ember.set_rng_seed(3)
+    return SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO()), data
+
+
+def test_svi_run_is_a_loop_of_steps_with_plain_lines(capsys):
+    import ember
+
+    svi, data = _svi()
+    history = svi.run(20, data)  # output is captured, not a terminal: plain lines
+    loc_after_run = ember.param("loc").item()
+    out = capsys.readouterr().out
+    assert re.search(r"^svi: step 20/20  loss \S+  elapsed", out, re.M)
+    assert "\r" not in out
+
+    svi, data = _svi()  # same seed: the same draws, so the same losses and parameters
+    manual = [svi.step(data) for _ in range(20)]
+    assert history == manual
+    assert ember.param("loc").item() == loc_after_run
+
+
+def test_svi_run_bar_on_a_terminal(monkeypatch):
+    term = _Terminal()
+    monkeypatch.setattr("sys.stdout", term)
+    svi, data = _svi()
+    history = svi.run(3, data)
+    assert len(history) == 3
+    assert "svi:" in term.getvalue() and "3/3" in term.getvalue()
+    assert "step 3/3" not in term.getvalue()

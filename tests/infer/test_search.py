@@ -70,3 +70,15 @@ def test_search_bad_input():
         Search(None)
     with pytest.raises(ValueError, match="max_tries"):
         Search(model, max_tries=0)
+
+
+def test_search_max_tries_bounds_the_work_per_trace():
+    # depth-first: completing one trace of a program with 3 latent sites takes
+    # 4 tries (one per site reached, one to finish), so 3 is too few
+    def three():
+        for i in range(3):
+            ember.sample(f"s_{i}", dist.Bernoulli(0.5))
+
+    assert len(Search(three, max_tries=4).run().exec_traces) == 8
+    with pytest.raises(ValueError, match="max tries"):
+        Search(three, max_tries=3).run()

@@ -116,13 +116,24 @@ def test_bad_arguments():
 
 
 # ---------------------------------------------------------------- convergence
-def _fit(model, guide, elbo, steps, lr=0.05, lrd=None):
-    args = {"lr": lr}
-    if lrd is not None:
-        args["lrd"] = lrd
-    svi = SVI(model, guide, ClippedAdam(args), elbo)
-    for _ in range(steps):
+# Each fit runs ClippedAdam at a fixed rate and averages the summaries over the
+# second half of the steps (Polyak averaging), which removes most of the
+# step-to-step noise of stochastic gradients. Over seeds 0-3 the averaged
+# errors were at most 0.05 posterior sd on the mean and 5% on the sd; the
+# tolerances below (0.2 sd, 12%) leave a margin of four.
+MEAN_TOL, SD_REL_TOL = 0.2, 0.12
+
+
+def _fit_averaged(model, guide, elbo, steps, lr, summary):
+    svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
+    total, count = None, 0
+    for t in range(steps):
         svi.step()
+        if t >= steps // 2:
+            values = torch.tensor(summary(), dtype=torch.float64)
+            total = values if total is None else total + values
+            count += 1
+    return (total / count).tolist()
 
 
 @pytest.mark.slow
@@ -132,6 +143,7 @@ def test_normal_normal_converges():
     data = torch.randn(20) + 1.5
     post_var = 1.0 / (1.0 + len(data))
     post_mean = data.sum().item() * post_var
+    post_sd = math.sqrt(post_var)
 
     def model():
         mu = ember.sample("mu", dist.Normal(0.0, 1.0))
@@ -144,11 +156,21 @@ def test_normal_normal_converges():
         ember.sample("mu", dist.Normal(loc, scale))
 
     elbo = Trace_ELBO(num_particles=8, vectorize_particles=True)
-    _fit(model, guide, elbo, 1500, lr=0.05, lrd=0.998)
-    # tolerance: 0.05 posterior sd on the mean, 15% on the sd
-    sd = math.sqrt(post_var)
-    assert ember.param("loc").item() == pytest.approx(post_mean, abs=0.05 * 4 * sd)
-    assert ember.param("scale").item() == pytest.approx(sd, rel=0.15)
+    loc, scale = _fit_averaged(
+        model,
+        guide,
+        elbo,
+        400,
+        0.05,
+        lambda: (ember.param("loc").item(), ember.param("scale").item()),
+    )
+    assert loc == pytest.approx(post_mean, abs=MEAN_TOL * post_sd)
+    assert scale == pytest.approx(post_sd, rel=SD_REL_TOL)
+
+
+def _beta_moments():
+    a, b = ember.param("a").item(), ember.param("b").item()
+    return a / (a + b), math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
 
 
 @pytest.mark.slow
@@ -171,12 +193,9 @@ def test_beta_bernoulli_converges():
         ember.sample("p", dist.Beta(a, b))
 
     elbo = TraceMeanField_ELBO(num_particles=8, vectorize_particles=True)
-    _fit(model, guide, elbo, 800, lr=0.1, lrd=0.996)
-    a, b = ember.param("a").item(), ember.param("b").item()
-    fit_mean = a / (a + b)
-    fit_sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-    assert fit_mean == pytest.approx(post_mean, abs=0.25 * post_sd)
-    assert fit_sd == pytest.approx(post_sd, rel=0.2)
+    fit_mean, fit_sd = _fit_averaged(model, guide, elbo, 300, 0.1, _beta_moments)
+    assert fit_mean == pytest.approx(post_mean, abs=MEAN_TOL * post_sd)
+    assert fit_sd == pytest.approx(post_sd, rel=SD_REL_TOL)
 
 
 @pytest.mark.slow
@@ -197,11 +216,14 @@ def test_gamma_poisson_converges():
         b = ember.param("b", torch.tensor(8.0), constraint=constraints.positive)
         ember.sample("rate", dist.Gamma(a, b))
 
+    def moments():
+        a, b = ember.param("a").item(), ember.param("b").item()
+        return a / b, math.sqrt(a) / b
+
     elbo = Trace_ELBO(num_particles=16, vectorize_particles=True)
-    _fit(model, guide, elbo, 2000, lr=0.08, lrd=0.998)
-    a, b = ember.param("a").item(), ember.param("b").item()
-    assert a / b == pytest.approx(post_mean, abs=0.25 * post_sd)
-    assert math.sqrt(a) / b == pytest.approx(post_sd, rel=0.2)
+    fit_mean, fit_sd = _fit_averaged(model, guide, elbo, 600, 0.1, moments)
+    assert fit_mean == pytest.approx(post_mean, abs=MEAN_TOL * post_sd)
+    assert fit_sd == pytest.approx(post_sd, rel=SD_REL_TOL)
 
 
 @pytest.mark.slow
@@ -225,5 +247,121 @@ def test_tracegraph_fits_discrete_posterior():
         )
 
     elbo = TraceGraph_ELBO(num_particles=16, vectorize_particles=True)
-    _fit(model, guide, elbo, 1000, lr=0.05, lrd=0.997)
-    assert ember.param("p").item() == pytest.approx(exact, abs=0.05)
+    (p,) = _fit_averaged(model, guide, elbo, 400, 0.05, lambda: (ember.param("p").item(),))
+    assert p == pytest.approx(exact, abs=0.03)
+
+
+# ------------------------------------------------- arguments, groups, resuming
+def test_step_and_evaluate_loss_take_kwargs():
+    # kwargs reach model and guide; with the guide equal to the posterior the
+    # loss is exactly -log p(data), whatever z is drawn
+    ember.clear_param_store()
+    seen = []
+
+    def model(data=None, prior_sd=1.0):
+        z = ember.sample("z", dist.Normal(0.0, prior_sd))
+        ember.sample("x", dist.Normal(z, 1.0), obs=data)
+
+    def guide(data=None, prior_sd=1.0):
+        seen.append((float(data), prior_sd))
+        post_var = prior_sd**2 / (1.0 + prior_sd**2)
+        loc = ember.param("loc", torch.tensor(0.0))
+        ember.sample("z", dist.Normal(loc + data * post_var, math.sqrt(post_var)))
+
+    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    data = torch.tensor(1.5)
+    exact = -dist.Normal(0.0, math.sqrt(1.0 + 4.0)).log_prob(data).item()
+    assert svi.evaluate_loss(data=data, prior_sd=2.0) == pytest.approx(exact, abs=1e-5)
+    assert ember.param("loc").item() == 0.0  # evaluate_loss takes no step
+    assert svi.step(data=data, prior_sd=2.0) == pytest.approx(exact, abs=1e-5)
+    assert seen == [(1.5, 2.0), (1.5, 2.0)]
+
+
+def test_svi_params_share_one_optimizer_group():
+    # every parameter of model and guide (constrained or not) joins one torch optimizer
+    ember.clear_param_store()
+    ember.set_rng_seed(7)
+    data = torch.tensor([0.3, 1.2, -0.4])
+
+    def model():
+        noise = ember.param("noise", torch.tensor(1.0), constraint=constraints.positive)
+        mu = ember.sample("mu", dist.Normal(0.0, 1.0))
+        with ember.plate("data", 3):
+            ember.sample("x", dist.Normal(mu, noise), obs=data)
+
+    def guide():
+        loc = ember.param("loc", torch.tensor(0.0))
+        scale = ember.param("scale", torch.tensor(1.0), constraint=constraints.positive)
+        ember.sample("mu", dist.Normal(loc, scale))
+
+    optim = Adam({"lr": 0.01})
+    svi = SVI(model, guide, optim, Trace_ELBO())
+    svi.step()
+    assert len(optim._groups) == 1
+    (group,) = optim._groups.values()
+    assert len(group.optimizer.param_groups) == 1 and len(group.params) == 3
+    assert sorted(optim.get_state()) == ["loc", "noise", "scale"]
+
+
+def _resume_setup():
+    data = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+
+    def model():
+        p = ember.sample("p", dist.Beta(2.0, 2.0))
+        with ember.plate("data", len(data)):
+            ember.sample("x", dist.Bernoulli(p), obs=data)
+
+    def guide():
+        a = ember.param("a", torch.tensor(3.0), constraint=constraints.positive)
+        b = ember.param("b", torch.tensor(3.0), constraint=constraints.positive)
+        ember.sample("p", dist.Beta(a, b))
+
+    return model, guide
+
+
+def test_svi_resumes_identical_trajectory_from_saved_state(tmp_path):
+    model, guide = _resume_setup()
+
+    def make_optim():
+        return ClippedAdam({"lr": 0.05, "lrd": 0.99, "clip_norm": 5.0})
+
+    def train(svi, steps):
+        return [svi.step() for _ in range(steps)]
+
+    # uninterrupted: 10 steps, reseed, 10 more
+    ember.clear_param_store()
+    ember.set_rng_seed(0)
+    svi = SVI(model, guide, make_optim(), Trace_ELBO())
+    train(svi, 10)
+    ember.set_rng_seed(1)
+    losses_full = train(svi, 10)
+    final_full = {k: v.detach().clone() for k, v in ember.get_param_store().items()}
+
+    # interrupted: 10 steps, save params and optimizer, start afresh from the files
+    ember.clear_param_store()
+    ember.set_rng_seed(0)
+    optim = make_optim()
+    svi = SVI(model, guide, optim, Trace_ELBO())
+    train(svi, 10)
+    ember.get_param_store().save(tmp_path / "params.pt")
+    optim.save(tmp_path / "optim.pt")
+    ember.clear_param_store()
+    ember.get_param_store().load(tmp_path / "params.pt")
+    optim = make_optim()
+    optim.load(tmp_path / "optim.pt")
+    svi = SVI(model, guide, optim, Trace_ELBO())
+    ember.set_rng_seed(1)
+    losses_resumed = train(svi, 10)
+    final_resumed = {k: v.detach().clone() for k, v in ember.get_param_store().items()}
+    assert losses_resumed == losses_full
+    assert sorted(final_resumed) == sorted(final_full) == ["a", "b"]
+    for k in final_full:
+        assert torch.equal(final_full[k], final_resumed[k])
+
+    # without the optimizer state the same seed gives a different path
+    ember.clear_param_store()
+    ember.get_param_store().load(tmp_path / "params.pt")
+    svi = SVI(model, guide, make_optim(), Trace_ELBO())
+    ember.set_rng_seed(1)
+    assert train(svi, 10) != losses_full
+    ember.clear_param_store()

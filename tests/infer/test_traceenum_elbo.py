@@ -258,8 +258,9 @@ def test_intractable_model_names_site_and_plate():
             x = ember.sample("x", dist.Categorical(torch.tensor([0.5, 0.5])))
         ember.sample("y", dist.Bernoulli(torch.tensor([0.1, 0.9])[x]))
 
-    with pytest.raises(IntractableError, match=r"site 'y'.*enumerated site 'x'.*plate \{'p'\}"):
-        TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
+    for _ in range(2):  # plans are cached; a failed plan is not, so it fails again
+        with pytest.raises(IntractableError, match=r"site 'y'.*enumerated site 'x'.*plate \{'p'\}"):
+            TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
 
 
 def test_warns_without_enumerated_sites():
@@ -404,16 +405,68 @@ def test_undeclared_batch_dim_is_reported():
         TraceEnum_ELBO(max_plate_nesting=1).loss(model, empty_guide)
 
 
-def test_sequential_model_with_parallel_guide_is_rejected():
+SEQ_X = [0.7, -0.2, 1.5]
+
+
+def seq_par_model():
+    f64 = torch.float64
+    a = ember.sample(
+        "a", dist.Bernoulli(torch.tensor(0.3, dtype=f64)), infer={"enumerate": "sequential"}
+    )
+    g = ember.sample("g", dist.Bernoulli(torch.tensor(0.6, dtype=f64)))
+    with ember.plate("data", len(SEQ_X)):
+        ember.sample("x", dist.Normal(a + 2 * g, 1.0), obs=torch.tensor(SEQ_X, dtype=f64))
+
+
+def brute_seq_par_elbo(q):
+    elbo = 0.0
+    for g in (0, 1):
+        qg = q if g else 1 - q
+        terms = [
+            math.log(0.3 if a else 0.7)
+            + math.log(0.6 if g else 0.4)
+            + sum(normal_logpdf(x, a + 2 * g) for x in SEQ_X)
+            for a in (0, 1)
+        ]
+        elbo += qg * (logsumexp(terms) - math.log(qg))
+    return elbo
+
+
+def test_sequential_model_with_parallel_guide_is_exact():
+    def guide():
+        q = ember.param("q", torch.tensor(0.25, dtype=torch.float64))
+        ember.sample("g", dist.Bernoulli(q), infer={"enumerate": "parallel"})
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    loss = elbo.loss_and_grads(seq_par_model, guide)
+    assert loss == pytest.approx(-brute_seq_par_elbo(0.25), rel=1e-10)
+    # the gradient in q against a central finite difference of the brute force
+    eps = 1e-6
+    fd = -(brute_seq_par_elbo(0.25 + eps) - brute_seq_par_elbo(0.25 - eps)) / (2 * eps)
+    grad = ember.get_param_store().get_param("q").grad
+    assert grad.item() == pytest.approx(fd, rel=1e-6)
+
+
+def test_sequential_model_with_plate_local_parallel_guide_is_rejected():
     def model():
-        ember.sample("a", dist.Bernoulli(0.5), infer={"enumerate": "sequential"})
-        ember.sample("g", dist.Bernoulli(0.5))
+        f64 = torch.float64
+        a = ember.sample(
+            "a", dist.Bernoulli(torch.tensor(0.3, dtype=f64)), infer={"enumerate": "sequential"}
+        )
+        with ember.plate("data", 3):
+            g = ember.sample("g", dist.Bernoulli(torch.tensor(0.6, dtype=f64)))
+            ember.sample("x", dist.Normal(a + 2 * g, 1.0), obs=torch.zeros(3, dtype=f64))
 
     def guide():
-        ember.sample("g", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+        with ember.plate("data", 3):
+            ember.sample(
+                "g",
+                dist.Bernoulli(torch.tensor(0.5, dtype=torch.float64)),
+                infer={"enumerate": "parallel"},
+            )
 
-    with pytest.raises(ValueError, match="sequential enumeration of model sites"):
-        TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+    with pytest.raises(ValueError, match=r"guide site 'g'.*plate\(s\) 'data'.*\['a'\]"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
 
 
 def test_sampled_guide_site_depending_on_enumerated_one_is_rejected():
@@ -525,3 +578,190 @@ def test_compute_marginals_rejects_enumerated_guides():
 
     with pytest.raises(ValueError, match="guide site 'a' is enumerated"):
         TraceEnum_ELBO(max_plate_nesting=0).compute_marginals(lambda: None, guide)
+
+
+# ----------------------------------------------------------------------------- long chains
+T_LONG = 50
+_g = torch.Generator().manual_seed(0)
+LONG_TRANS = torch.softmax(torch.randn(3, 3, generator=_g, dtype=torch.float64), -1)
+LONG_INIT = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+LONG_LOCS = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
+LONG_YS = torch.randn(T_LONG, generator=_g, dtype=torch.float64)
+
+
+def _long_step(t, x):
+    probs = LONG_INIT if x is None else LONG_TRANS[x]
+    x = ember.sample(f"x_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+    ember.sample(f"y_{t}", dist.Normal(LONG_LOCS[x], 1.0), obs=LONG_YS[t])
+    return x
+
+
+def long_hmm_iterator():
+    x = None
+    for t in poutine.markov(range(T_LONG)):
+        x = _long_step(t, x)
+
+
+def long_hmm_recursive():
+    @poutine.markov
+    def step(t, x):
+        if t < T_LONG:
+            step(t + 1, _long_step(t, x))
+
+    step(0, None)
+
+
+def long_hmm_reentered():
+    x = None
+    chain = poutine.markov()
+    for t in range(T_LONG):
+        with chain:
+            x = _long_step(t, x)
+
+
+def forward_algorithm():
+    """log p(y) of the long HMM by the forward recursion, in plain Python floats."""
+    emit = [[normal_logpdf(y, m) for m in LONG_LOCS.tolist()] for y in LONG_YS.tolist()]
+    trans = LONG_TRANS.tolist()
+    alpha = [math.log(p) + e for p, e in zip(LONG_INIT.tolist(), emit[0])]
+    for t in range(1, T_LONG):
+        alpha = [
+            logsumexp([alpha[i] + math.log(trans[i][j]) for i in range(3)]) + emit[t][j]
+            for j in range(3)
+        ]
+    return logsumexp(alpha)
+
+
+@pytest.mark.parametrize("model", [long_hmm_iterator, long_hmm_recursive, long_hmm_reentered])
+def test_long_hmm_recycles_dims_and_matches_forward_algorithm(model):
+    trace = poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()
+    used = {trace.nodes[f"x_{t}"]["infer"]["_enumerate_dim"] for t in range(T_LONG)}
+    assert used == {-1, -2}  # history 1: two dims for the whole chain
+    loss = TraceEnum_ELBO(max_plate_nesting=0).loss(model, empty_guide)
+    assert loss == pytest.approx(-forward_algorithm(), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- fast paths
+def test_enumerated_categorical_values_take_the_fast_log_prob(monkeypatch):
+    calls = []
+    gather = torch.distributions.Categorical.log_prob
+
+    def counting(self, value):
+        calls.append(value)
+        return gather(self, value)
+
+    def model():
+        with ember.plate("data", 4):
+            ember.sample(
+                "z",
+                dist.Categorical(torch.tensor([0.2, 0.3, 0.5])),
+                infer={"enumerate": "parallel"},
+            )
+            ember.sample(
+                "w",
+                dist.Categorical(logits=torch.randn(4, 3)),
+                infer={"enumerate": "parallel", "expand": True},
+            )
+
+    trace = poutine.trace(poutine.enum(model, first_available_dim=-2)).get_trace()
+    monkeypatch.setattr(torch.distributions.Categorical, "log_prob", counting)
+    for name, shape in [("z", (3, 1)), ("w", (3, 1, 4))]:
+        site = trace.nodes[name]
+        value, fn = site["value"], site["fn"]
+        assert value.shape == shape
+        assert value._ember_categorical_support == id(fn)
+        fast = fn.log_prob(value)
+        assert not calls  # the tagged value never reached the gather
+        slow = fn.log_prob(value.clone())  # an untagged copy takes the gather
+        assert len(calls) == 1
+        calls.clear()
+        assert fast.shape == slow.shape
+        assert torch.equal(fast, slow)
+
+
+def test_support_cache_hands_out_fresh_tagged_views():
+    def model():
+        a = ember.sample("a", dist.Categorical(torch.ones(3) / 3), infer={"enumerate": "parallel"})
+        b = ember.sample("b", dist.Bernoulli(torch.tensor(0.3)), infer={"enumerate": "parallel"})
+        return a, b
+
+    enum_model = poutine.enum(model, first_available_dim=-1)
+    a1, b1 = enum_model()
+    a2, b2 = enum_model()
+    assert a1 is not a2 and a1._ember_categorical_support != a2._ember_categorical_support
+    assert torch.equal(a1, torch.arange(3)) and a1.dtype == torch.long
+    assert torch.equal(b1, torch.tensor([[0.0], [1.0]])) and b1.dtype == torch.float32
+    a1.add_(5)  # a value changed in place is not handed out again
+    a3, _ = enum_model()
+    assert torch.equal(a3, torch.arange(3))
+
+
+def test_delta_guide_log_density_matches_log_prob(monkeypatch):
+    data = torch.tensor(MIX_DATA, dtype=torch.float64)
+
+    @config_enumerate
+    def model(data, log_density=0.0):
+        locs = ember.sample("locs", dist.Normal(torch.zeros(3, dtype=data.dtype), 5.0).to_event(1))
+        mixture_model(data, locs)
+
+    def guide(data, log_density=0.0):
+        locs = ember.param("locs_map", torch.tensor(LOCS, dtype=data.dtype))
+        ember.sample("locs", dist.Delta(locs, log_density=log_density, event_dim=1))
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    prior = dist.Normal(torch.zeros(3, dtype=data.dtype), 5.0).log_prob(
+        torch.tensor(LOCS, dtype=data.dtype)
+    )
+    expected = brute_mixture(MIX_DATA) + prior.sum().item()
+    assert elbo.loss(model, guide, data) == pytest.approx(-expected, rel=1e-10)
+    # a non-zero log_density enters the guide term, as Delta.log_prob gives it
+    assert elbo.loss(model, guide, data, 1.5) == pytest.approx(-expected + 1.5, rel=1e-10)
+
+    # a MAP guide's Delta sites sample their own point: no comparison is needed
+    def refuse(self, value):
+        raise AssertionError("Delta.log_prob called")
+
+    monkeypatch.setattr(dist.Delta, "log_prob", refuse)
+    assert elbo.loss(model, guide, data) == pytest.approx(-expected, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dist.Categorical(torch.tensor([0.2, 0.3, 0.5])),
+        lambda: dist.Categorical(logits=torch.tensor([0.1, -0.4, 1.0])),
+        lambda: dist.Categorical(logits=torch.randn(4, 3)),
+        lambda: dist.Categorical(torch.softmax(torch.randn(2, 1, 3), -1)),
+        lambda: dist.Bernoulli(torch.tensor(0.3)),
+        lambda: dist.Bernoulli(logits=torch.randn(4)),
+    ],
+)
+def test_support_log_prob_shortcut_matches_log_prob(make):
+    from ember.infer.traceenum_elbo import _support_log_prob
+
+    torch.manual_seed(0)
+
+    def model():
+        with ember.plate("outer", 2, dim=-2), ember.plate("inner", 4, dim=-1):
+            ember.sample("z", make(), infer={"enumerate": "parallel"})
+
+    trace = poutine.trace(poutine.enum(model, first_available_dim=-3)).get_trace()
+    site = trace.nodes["z"]
+    expected = site["fn"].log_prob(site["value"].clone())  # the gather
+    shortcut = _support_log_prob(site["fn"], site["infer"]["_enumerate_dim"])
+    shape = torch.broadcast_shapes(shortcut.shape, expected.shape)
+    assert shape == expected.shape
+    # Categorical: the same numbers; Bernoulli: softplus vs torch's formula, to rounding
+    assert torch.allclose(shortcut.expand(shape), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_too_many_enumerated_sites_in_view_is_a_clear_error():
+    def model():  # separate markov blocks do not hide each other: every dim stays in view
+        x = None
+        for t in range(70):
+            with poutine.markov():
+                probs = LONG_INIT if x is None else LONG_TRANS[x]
+                x = ember.sample(f"x_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+
+    with pytest.raises(ValueError, match=r"site 'x_63'.*at most 64 dims.*ember.markov\(range"):
+        poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()

@@ -153,14 +153,17 @@ def test_batch_dims_and_dtype():
     assert mean.shape == (2, 5, 3) and mean.dtype == torch.float64
 
 
+@pytest.mark.parametrize("given_perm", [True, False], ids=["given_perm", "random_perm"])
 @pytest.mark.parametrize("skip", [False, True])
-def test_conditional_arn_structure(skip):
+def test_conditional_arn_structure(skip, given_perm):
     torch.manual_seed(4)
     d, c = 4, 3
-    perm = torch.tensor([2, 3, 0, 1])
+    perm = torch.tensor([2, 3, 0, 1]) if given_perm else None
     arn = ConditionalAutoRegressiveNN(
         d, c, [8, 8], permutation=perm, skip_connections=skip, nonlinearity=nn.Tanh()
     ).double()
+    perm = arn.permutation
+    assert sorted(perm.tolist()) == list(range(d))
     rank = _rank(perm)
     allowed = rank.unsqueeze(-1) > rank.unsqueeze(0)
     context = torch.randn(c, dtype=torch.float64)

@@ -237,3 +237,45 @@ def test_ancestral_marginal_against_brute_force():
         assert got[i, a, c].item() == pytest.approx(expected, abs=1e-12)
     with pytest.raises(IntractableError, match="inside plate"):
         ancestral_marginal(conds, ["b"], F())
+
+
+def test_cached_plan_is_reused_with_new_values():
+    from ember.ops import contract as contract_module
+
+    sizes = {"a": 2, "b": 3, "p": 4}
+    var_ordinals = {"a": F(), "b": F({"p"})}
+
+    def factors(seed):
+        torch.manual_seed(seed)
+        return [
+            make("a", ["a"], [], sizes),
+            make("b", ["p", "b", "a"], ["p"], sizes),  # the largest factor sets the layout
+            make("x", ["b", "p"], ["p"], sizes),  # needs a permutation
+            make("y", ["p"], ["p"], sizes),
+        ]
+
+    first = factors(0)
+    contract_to_scalar(first, var_ordinals)
+    n_plans = len(contract_module._PLANS)
+    for seed in (1, 2):
+        fs = factors(seed)
+        expected = brute_force_log_z(fs, var_ordinals, sizes)
+        assert contract_to_scalar(fs, var_ordinals).item() == pytest.approx(expected, abs=1e-9)
+    assert len(contract_module._PLANS) == n_plans  # same structure: no new plan
+
+
+def test_plans_differ_by_shape_and_kept_variables():
+    sizes = {"z": 3, "p": 5}
+    var_ordinals = {"z": F({"p"})}
+    torch.manual_seed(3)
+    fs = [make("z", ["z", "p"], ["p"], sizes), make("x", ["p", "z"], ["p"], sizes)]
+    summed = contract_tree(fs, var_ordinals)
+    kept = contract_tree(fs, var_ordinals, sum_vars=[])
+    assert [f.dims for f in summed] == [("p",)]
+    expected = torch.logsumexp(fs[0].tensor + fs[1].tensor.T, 0)
+    assert torch.allclose(summed[0].tensor, expected)
+    assert sorted(set(kept[0].dims)) == ["p", "z"]
+    sizes2 = {"z": 3, "p": 7}
+    fs2 = [make("z", ["z", "p"], ["p"], sizes2), make("x", ["p", "z"], ["p"], sizes2)]
+    out2 = contract_tree(fs2, var_ordinals)
+    assert torch.allclose(out2[0].tensor, torch.logsumexp(fs2[0].tensor + fs2[1].tensor.T, 0))

@@ -74,3 +74,14 @@ def test_log_einsum_gradient_is_softmax_weighted():
 def test_log_einsum_rejects_bad_equations(equation, shapes, match):
     with pytest.raises(ValueError, match=match):
         log_einsum(equation, *[torch.zeros(s) for s in shapes])
+
+
+def test_cached_steps_follow_the_operand_shapes():
+    torch.manual_seed(3)
+    for shapes in [[(3, 1), (4, 5)], [(3, 4), (4, 5)], [(3, 4), (1, 5)], [(3, 4), (4, 5)]]:
+        a, b = (torch.randn(s, dtype=torch.float64) for s in shapes)
+        n = max(shapes[0][1], shapes[1][0])
+        expected = torch.einsum("ij,jk->ik", a.exp().expand(3, n), b.exp().expand(n, 5)).log()
+        actual = log_einsum("ij,jk->ik", a, b)
+        assert actual.shape == (3, 5)
+        assert torch.allclose(actual, expected, atol=1e-10)

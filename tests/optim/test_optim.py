@@ -28,13 +28,13 @@ def _hand_clipped_adam(x0, grads, lr, betas, eps, wd, clip, lrd):
     v = np.zeros_like(x)
     b1, b2 = betas
     for t, g in enumerate(grads, start=1):
+        lr = lr * lrd  # decayed before the update, as in Pyro
         g = np.clip(np.asarray(g, dtype=np.float64), -clip, clip) + wd * x
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         m_hat = m / (1 - b1**t)
         v_hat = v / (1 - b2**t)
         x = x - lr * m_hat / (np.sqrt(v_hat) + eps)
-        lr = lr * lrd
     return x, lr
 
 
@@ -463,3 +463,28 @@ def test_param_store_names_and_module_names():
     assert len(opt._groups) == 2
     assert param("loc").detach().tolist() == [-1.0, -1.0]
     clear_param_store()
+
+
+def test_new_tensor_under_a_known_name_replaces_the_old_one():
+    import ember
+
+    ember.clear_param_store()
+    store = ember.get_param_store()
+    opt = optim.SGD({"lr": 1.0})
+    ember.param("w", torch.zeros(2))
+    old = dict(store.named_parameters())["w"]
+    for _ in range(2):  # the second call reuses the grouping of the first
+        old.grad = torch.ones(2)
+        opt([old])
+    assert old.detach().tolist() == [-2.0, -2.0]
+    store["w"] = torch.full((2,), 5.0)  # a new leaf tensor under the same name
+    new = dict(store.named_parameters())["w"]
+    assert new is not old
+    new.grad = torch.ones(2)
+    opt([new])
+    assert new.detach().tolist() == [4.0, 4.0]
+    assert old.detach().tolist() == [-2.0, -2.0]
+    assert sorted(opt.get_state()) == ["w"]
+    (group,) = opt._groups.values()
+    assert group.params == [new]
+    ember.clear_param_store()

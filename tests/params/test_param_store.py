@@ -219,3 +219,37 @@ def test_scope_isolates_parameters(store):
     with store.scope(state):
         assert store["inner"].item() == 1.0
     assert "inner" not in store
+
+
+@pytest.mark.parametrize(
+    "constraint, value",
+    [
+        (constraints.real, torch.tensor([-1.0, 2.0])),
+        (constraints.positive, torch.tensor([0.5, 3.0])),
+        (constraints.greater_than(2.0), torch.tensor([2.5, 7.0])),
+        (constraints.interval(-1.0, 3.0), torch.tensor([0.0, 2.5])),
+        (constraints.unit_interval, torch.tensor([0.2, 0.9])),
+        (constraints.simplex, torch.tensor([0.2, 0.3, 0.5])),
+        (constraints.lower_cholesky, torch.tensor([[2.0, 0.0], [0.5, 1.5]])),
+    ],
+)
+def test_read_value_and_gradient_equal_torch_transform_to(store, constraint, value):
+    # the store may drop no-op parts of the transform (e.g. `0 + 1 * x` after exp);
+    # values and gradients must be those of torch's transform_to
+    read = ember.param("p", value, constraint=constraint)
+    leaf = dict(store.named_parameters())["p"]
+    twin = leaf.detach().clone().requires_grad_()
+    expected = torch.distributions.transform_to(constraint)(twin)
+    assert torch.equal(read.detach(), expected.detach())
+    torch.testing.assert_close(read.detach(), value)
+    weights = torch.arange(1.0, value.numel() + 1).reshape(value.shape)
+    (read * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(leaf.grad, twin.grad)
+
+
+def test_positive_param_is_one_exp_of_the_leaf(store):
+    s = ember.param("s", torch.tensor(2.0), constraint=constraints.positive)
+    assert type(s.grad_fn).__name__ == "ExpBackward0"
+    r = ember.param("r", torch.tensor(2.0))
+    assert r is dict(store.named_parameters())["r"]  # real: the leaf itself

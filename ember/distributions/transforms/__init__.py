@@ -6,7 +6,8 @@ the learnable flows: :class:`InverseAutoregressiveFlow`,
 :class:`InverseAutoregressiveFlowStable`, :class:`PlanarFlow`,
 :class:`RadialFlow`, :class:`BatchNormTransform`,
 :class:`DeepSigmoidalFlow` and :class:`PermuteTransform`. The lowercase
-helpers (:func:`iaf`, :func:`planar`, ...) build a flow with its network.
+helpers (:func:`iaf`, :func:`planar`, ...) build a flow with its network;
+:func:`iterated` composes several.
 
 Example::
 
@@ -35,6 +36,7 @@ from ember.distributions.transforms.batchnorm import BatchNormTransform, batchno
 from ember.distributions.transforms.neural_autoregressive import (
     DeepSigmoidalFlow,
     deep_sigmoidal,
+    neural_autoregressive,
 )
 from ember.distributions.transforms.permute import PermuteTransform, permute
 from ember.distributions.transforms.planar import PlanarFlow, planar
@@ -44,6 +46,7 @@ from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
     InverseNotAvailableError,
     TransformModule,
+    iterated,
 )
 
 # Names of the same flows in later Pyro releases.
@@ -76,6 +79,8 @@ __all__ = list(_torch_all) + [
     "conditional_affine_autoregressive",
     "deep_sigmoidal",
     "iaf",
+    "iterated",
+    "neural_autoregressive",
     "permute",
     "planar",
     "radial",

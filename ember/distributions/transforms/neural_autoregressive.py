@@ -86,7 +86,7 @@ class DeepSigmoidalFlow(TransformModule):
 
     def _call(self, x):
         y, ladj = self._transform(x)
-        self._cached_ladj = ladj
+        self._cached_ladj = x, ladj  # kept with its x, see log_abs_det_jacobian
         return y
 
     def _inverse(self, y):
@@ -96,8 +96,9 @@ class DeepSigmoidalFlow(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         """Sum over the last dim of ``log dy_i/dx_i``."""
-        if self._cache_is_fresh(x, y) and self._cached_ladj is not None:
-            return self._cached_ladj
+        cached = self._cached_ladj
+        if cached is not None and cached[0] is x and self._cache_is_fresh(x, y):
+            return cached[1]
         return self._transform(x)[1]
 
 
@@ -119,3 +120,31 @@ def deep_sigmoidal(
         hidden_dims = [3 * input_dim + 1]
     arn = AutoRegressiveNN(input_dim, hidden_dims, param_dims=[hidden_units] * 3)
     return DeepSigmoidalFlow(arn, hidden_units=hidden_units)
+
+
+def neural_autoregressive(
+    input_dim: int,
+    hidden_dims: Sequence[int] | None = None,
+    activation: str = "sigmoid",
+    width: int = 16,
+) -> DeepSigmoidalFlow:
+    """A neural autoregressive flow with the sigmoid activation: a :class:`DeepSigmoidalFlow`.
+
+    ``width`` is the number of sigmoids mixed per dimension (``hidden_units``);
+    ``hidden_dims`` defaults to ``[3 * input_dim + 1]``. Only
+    ``activation="sigmoid"`` (the deep sigmoidal flow) is available.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.distributions.transforms import neural_autoregressive
+        >>> flow = neural_autoregressive(2, [8], width=4)
+        >>> flow.hidden_units, flow(torch.zeros(3, 2)).shape
+        (4, torch.Size([3, 2]))
+    """
+    if activation != "sigmoid":
+        raise ValueError(
+            f"neural_autoregressive: activation={activation!r} is not available; only "
+            "'sigmoid' (the deep sigmoidal flow of Huang et al. 2018) is implemented"
+        )
+    return deep_sigmoidal(input_dim, hidden_dims, hidden_units=width)

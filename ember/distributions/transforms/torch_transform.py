@@ -196,3 +196,24 @@ class ConditionalTransformModule(torch.nn.Module):
     def condition(self, context: torch.Tensor) -> Transform:
         """The transform for ``context``."""
         raise NotImplementedError  # abstract
+
+
+def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
+    """``repeats`` independent transforms ``base_fn(*args, **kwargs)``, composed in order.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.distributions.transforms import iterated, planar
+        >>> flow = iterated(3, planar, 2)
+        >>> len(flow.parts), flow(torch.zeros(5, 2)).shape
+        (3, torch.Size([5, 2]))
+    """
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"iterated: repeats must be a positive int, got {repeats!r}")
+    if not callable(base_fn):
+        raise TypeError(
+            f"iterated: base_fn must be a function building a transform (e.g. planar), "
+            f"got {type(base_fn).__name__}"
+        )
+    return ComposeTransformModule([base_fn(*args, **kwargs) for _ in range(repeats)])

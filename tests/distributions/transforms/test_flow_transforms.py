@@ -122,8 +122,24 @@ def test_clipping_is_active_in_clipped_case():
     x = 1.5 * torch.randn(50, D, dtype=torch.float64)
     _, s = t.arn(x)
     assert (s < -5).any() or (s > 3).any()
-    t(x)
-    assert t._cached_log_scale.min() >= -5 and t._cached_log_scale.max() <= 3
+    y = t(x)
+    cached_x, log_scale = t._cached_log_scale
+    assert cached_x is x
+    assert log_scale.min() >= -5 and log_scale.max() <= 3
+    assert torch.allclose(t.log_abs_det_jacobian(x, y), s.clamp(-5, 3).sum(-1))
+
+
+@pytest.mark.parametrize("name", ["iaf", "iaf_stable", "dsf"])
+def test_cached_log_det_belongs_to_its_pair(name):
+    t = VECTOR_FLOWS[name]()
+    x = torch.randn(5, D, dtype=torch.float64)
+    y = t(x)
+    expected = t.log_abs_det_jacobian(x.clone(), y.clone())  # recomputed from x
+    # a direct call of the private map on other values must not leak into the cached pair
+    t._call(torch.randn(5, D, dtype=torch.float64))
+    if name != "dsf":  # the deep sigmoidal flow has no _inverse
+        t._inverse(torch.randn(5, D, dtype=torch.float64))
+    assert torch.allclose(t.log_abs_det_jacobian(x, y), expected)
 
 
 @pytest.mark.parametrize("name", sorted(INVERTIBLE))
@@ -206,6 +222,44 @@ def test_permute_log_det_zero_and_shapes():
     assert t2.event_dim == 2
     assert t2.log_abs_det_jacobian(x, t2(x)).shape == ()
     assert T.permute(3).permutation.sort().values.tolist() == [0, 1, 2]
+
+
+def test_planar_enforces_w_dot_u_above_minus_one():
+    flow = T.PlanarFlow(3).double()
+    with torch.no_grad():
+        flow.w.copy_(torch.tensor([1.0, 2.0, -1.0]))
+        flow.u.copy_(-5.0 * flow.w)  # raw w.u = -30: not invertible as given
+        flow.bias.zero_()
+    wu_hat = torch.dot(flow.w, flow.u_hat())
+    assert wu_hat > -1
+    assert torch.allclose(wu_hat, torch.nn.functional.softplus(torch.tensor(-30.0)).double() - 1)
+    # the map is increasing along w: at w.x + b = 0 its slope there, 1 + w.u_hat, stays > 0
+    x = torch.zeros(3, dtype=torch.float64)
+    jac = jacobian(flow, x)
+    assert torch.linalg.det(jac) > 0
+    assert torch.allclose(flow.log_abs_det_jacobian(x, flow(x)), torch.log(1 + wu_hat))
+    s = torch.linspace(-3, 3, 201, dtype=torch.float64)
+    proj = flow(s.unsqueeze(-1) * flow.w / flow.w.pow(2).sum()) @ flow.w
+    assert torch.all(proj.diff() > 0)
+
+
+def test_radial_enforces_beta_above_minus_alpha():
+    flow = T.RadialFlow(2).double()
+    with torch.no_grad():
+        flow.alpha_prime.fill_(0.0)
+        flow.beta_prime.fill_(-20.0)  # beta -> -alpha from above
+        flow.x0.zero_()
+    alpha, beta = flow.alpha[0], flow.beta[0]
+    assert alpha > 0 and beta > -alpha
+    # radius map r -> r (1 + beta / (alpha + r)) is strictly increasing, so the flow is injective
+    r = torch.linspace(0, 5, 501, dtype=torch.float64)[1:]
+    radius = flow(torch.stack([r, torch.zeros_like(r)], -1)).norm(dim=-1)
+    assert torch.all(radius.diff() > 0)
+    x = torch.tensor([1e-3, 0.0], dtype=torch.float64)
+    assert torch.isfinite(flow.log_abs_det_jacobian(x, flow(x)))
+    assert torch.allclose(
+        flow.log_abs_det_jacobian(x, flow(x)), _logabsdet_autograd(flow, x.clone()), atol=1e-9
+    )
 
 
 # ---------------------------------------------------------------- batch norm
