@@ -14,6 +14,7 @@ A class that overrides ``__init__`` must also override ``expand`` (torch's
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -24,8 +25,21 @@ from torch.distributions.transforms import ExpTransform
 from torch.distributions.utils import broadcast_all
 
 from ember import settings
-from ember.distributions.torch_distribution import TorchDistributionMixin
-from ember.distributions.util import broadcast_shape, log_binomial
+from ember.distributions.torch_distribution import (
+    TorchDistributionMixin,
+    _arg_plan,
+    check_parameters,
+    enable_fast_validation,
+    parameter_error,
+)
+from ember.distributions.util import (
+    broadcast_params,
+    broadcast_shape,
+    decide,
+    log_binomial,
+    number_like,
+    read_pending,
+)
 
 _EMPTY = torch.Size()
 
@@ -42,33 +56,122 @@ def _validating(validate_args) -> bool:
     return torch.distributions.Distribution._validate_args
 
 
-def _check_own_params(cls, params):
-    """Raise a ValueError naming ``cls``'s own parameter that breaks its constraint."""
-    for name, value in params.items():
-        constraint = cls.arg_constraints.get(name)
-        if value is None or constraint is None or constraints.is_dependent(constraint):
+def _check_own_params(cls, params, dtype=None):
+    """Raise a ValueError naming ``cls``'s own parameter that breaks its constraint.
+
+    ``params`` may hold Python numbers, to be stored with ``dtype``.
+    """
+    plan = _arg_plan(cls)
+    if plan is None:  # constraints that depend on the instance: not for raw parameters
+        raise TypeError(f"{cls.__name__} cannot check raw parameters")
+    pending = None
+    for name, constraint, form, _ in plan:
+        value = params.get(name)
+        if value is None:
             continue
-        value = torch.as_tensor(value)
-        ok = constraint.check(value)
-        if not bool(ok.all()):
-            bad = value.detach()[~ok] if ok.shape == value.shape else value.detach()
-            raise ValueError(
-                f"Expected parameter {name} (Tensor of shape {tuple(value.shape)}) of "
-                f"distribution {cls.__name__} to satisfy the constraint {constraint}, but found "
-                f"invalid values:\n{bad}\nhint: check how {name} is computed; learned "
-                "parameters stay valid with ember.param(..., constraint=...)"
-            )
+        decided = decide(constraint, value, form, dtype)
+        if decided is True:
+            continue
+        if decided is False:
+            raise parameter_error(cls.__name__, name, value, constraint, dtype)
+        if pending is None:
+            pending = []
+        pending.append(((name, value, constraint), decided))
+    if pending is not None:
+        bad = read_pending(pending)
+        if bad is not None:
+            raise parameter_error(cls.__name__, *bad)
 
 
-def _construct_naming_own_params(self, torch_cls, params, validate_args, *args):
-    """Run ``torch_cls.__init__``; if an inner distribution rejects a derived value, blame
-    (in a ValueError) the parameter of ``type(self)`` that caused it."""
+_NUMBER = (int, float)  # what torch's constructors treat as a Python number
+_LOC_SCALE = ("loc", "scale")
+
+
+def _settle_flag(self, validate_args):
+    """Give ``self`` the ``_validate_args`` torch would have given it (after a quiet build)."""
+    if validate_args is None:
+        self.__dict__.pop("_validate_args", None)  # follow the global default
+    else:
+        self._validate_args = validate_args
+
+
+def _init_checked(self, batch_shape, validate_args, event_shape=_EMPTY, dtype=None, **params):
+    """``Distribution.__init__`` for a constructor that checks its raw ``params`` itself
+    (ember's fast check, naming this class; numbers as stored with ``dtype``) instead of
+    the stored attributes."""
+    torch.distributions.Distribution.__init__(self, batch_shape, event_shape, validate_args=False)
+    _settle_flag(self, validate_args)
+    if self._validate_args:
+        _check_own_params(type(self), params, dtype)
+
+
+def _broadcast_init(self, validate_args, names, *values):
+    """torch's constructor for the classes that broadcast their parameters (tensors or Python
+    numbers, named ``names`` in torch's order) and take the batch shape from them, with a
+    cheaper broadcast and the numbers checked as numbers, not as tensors."""
+    if len(values) == 2 and type(values[1]) in _NUMBER and isinstance(values[0], torch.Tensor):
+        tensors = (values[0], number_like(values[1], values[0]))  # the usual call
+    else:
+        tensors = broadcast_params(*values)
+    for name, tensor in zip(names, tensors):
+        setattr(self, name, tensor)
+    first = tensors[0]
+    numbers_only = True
+    for v in values:
+        if not isinstance(v, _NUMBER):
+            numbers_only = False
+            break
+    batch_shape = _EMPTY if numbers_only else first.shape
+    torch.distributions.Distribution.__init__(self, batch_shape, validate_args=False)
+    _settle_flag(self, validate_args)
+    if self._validate_args:
+        raw = {}
+        for name, v, t in zip(names, values, tensors):
+            raw[name] = v if type(v) in _NUMBER else t
+        _check_own_params(type(self), raw, first.dtype)
+
+
+def _construct_naming_own_params(self, torch_cls, params, validate_args, *args, **kwargs):
+    """Run ``torch_cls.__init__`` quietly, then check the parameters once, naming this class.
+
+    Distributions that torch builds inside (a base distribution, a Dirichlet
+    inside a Beta, ...) are built unchecked: their parameters derive from this
+    class's, which are checked, and the values they score were checked by this
+    class already. If one built with torch's default validation rejects a
+    derived value, the ValueError names the parameter of ``type(self)`` at fault.
+    """
     try:
-        torch_cls.__init__(self, *args, validate_args=validate_args)
+        torch_cls.__init__(self, *args, validate_args=False, **kwargs)
     except (ValueError, RuntimeError):
         if _validating(validate_args):
             _check_own_params(type(self), params)
         raise
+    _settle_flag(self, validate_args)
+    if self._validate_args:
+        check_parameters(self)
+
+
+def _quiet_constructor(torch_cls):
+    """An ``__init__`` running :func:`_construct_naming_own_params` for ``torch_cls``."""
+    signature = inspect.signature(torch_cls.__init__)
+    names = [n for n in signature.parameters if n not in ("self", "validate_args")]
+
+    def __init__(self, *args, validate_args=None, **kwargs):
+        if len(args) > len(names):  # validate_args given by position
+            args, validate_args = args[: len(names)], args[len(names)]
+        params = dict(zip(names, args), **kwargs)
+        _construct_naming_own_params(self, torch_cls, params, validate_args, *args, **kwargs)
+
+    __init__.__signature__ = signature
+    __init__.__doc__ = torch_cls.__init__.__doc__
+    return __init__
+
+
+def _quiet_expand(torch_cls):
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch_cls, self, batch_shape, _instance)
+
+    return expand
 
 
 def _vector_shapes(cls, vector_args=(), matrix_args=(), scalar_args=(), **arg_shapes):
@@ -132,6 +235,13 @@ class Normal(torch.distributions.Normal, TorchDistributionMixin):
         tensor(-0.9189)
     """
 
+    def __init__(self, loc, scale, validate_args=None):
+        # (built at every sample site of many models: see _broadcast_init)
+        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Normal, self, batch_shape, _instance)
+
 
 class Beta(torch.distributions.Beta, TorchDistributionMixin):
     """Beta distribution with concentrations ``concentration1`` (alpha), ``concentration0`` (beta).
@@ -145,9 +255,21 @@ class Beta(torch.distributions.Beta, TorchDistributionMixin):
     """
 
     def __init__(self, concentration1, concentration0, validate_args=None):
-        params = dict(concentration1=concentration1, concentration0=concentration0)
-        _construct_naming_own_params(
-            self, torch.distributions.Beta, params, validate_args, concentration1, concentration0
+        # torch's constructor, with one check of both concentrations instead of three (the
+        # inner Dirichlet is never checked: any (x, 1 - x) with x in [0, 1] is in its support)
+        if isinstance(concentration1, _NUMBER) and isinstance(concentration0, _NUMBER):
+            c1 = c0 = None
+            both = torch.tensor([float(concentration1), float(concentration0)])
+        else:
+            c1, c0 = broadcast_params(concentration1, concentration0)
+            both = torch.stack([c1, c0], -1)
+        self._dirichlet = torch.distributions.Dirichlet(both, validate_args=False)
+        _init_checked(
+            self,
+            self._dirichlet._batch_shape,
+            validate_args,
+            concentration1=both[..., 0] if c1 is None else c1,
+            concentration0=both[..., 1] if c0 is None else c0,
         )
 
     def expand(self, batch_shape, _instance=None):
@@ -214,6 +336,12 @@ class Gamma(torch.distributions.Gamma, TorchDistributionMixin):
         >>> posterior.concentration, posterior.rate
         (tensor(4.), tensor(3.))
     """
+
+    def __init__(self, concentration, rate, validate_args=None):
+        _broadcast_init(self, validate_args, ("concentration", "rate"), concentration, rate)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Gamma, self, batch_shape, _instance)
 
     def conjugate_update(self, other):
         """Multiply by another Gamma density ``other`` and renormalize.
@@ -396,10 +524,13 @@ class LogNormal(torch.distributions.LogNormal, TorchDistributionMixin):
     """
 
     def __init__(self, loc, scale, validate_args=None):
-        base_dist = Normal(loc, scale, validate_args=validate_args)
+        base_dist = Normal(loc, scale, validate_args=False)  # checked once, below
         torch.distributions.TransformedDistribution.__init__(
-            self, base_dist, ExpTransform(), validate_args=validate_args
+            self, base_dist, ExpTransform(), validate_args=False
         )
+        _settle_flag(self, validate_args)
+        if self._validate_args:
+            check_parameters(self)
 
     def expand(self, batch_shape, _instance=None):
         return _expand_into(torch.distributions.LogNormal, self, batch_shape, _instance)
@@ -489,6 +620,9 @@ class Multinomial(torch.distributions.Multinomial, TorchDistributionMixin):
         (torch.Size([2]), torch.Size([5]))
     """
 
+    __init__ = _quiet_constructor(torch.distributions.Multinomial)
+    expand = _quiet_expand(torch.distributions.Multinomial)
+
     @classmethod
     def infer_shapes(cls, total_count=None, probs=None, logits=None):
         params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
@@ -505,6 +639,9 @@ class OneHotCategorical(torch.distributions.OneHotCategorical, TorchDistribution
         >>> dist.OneHotCategorical.infer_shapes(logits=(3, 4))
         (torch.Size([3]), torch.Size([4]))
     """
+
+    __init__ = _quiet_constructor(torch.distributions.OneHotCategorical)
+    expand = _quiet_expand(torch.distributions.OneHotCategorical)
 
     @classmethod
     def infer_shapes(cls, probs=None, logits=None):
@@ -526,6 +663,8 @@ class OneHotCategoricalStraightThrough(
     """
 
     infer_shapes = OneHotCategorical.__dict__["infer_shapes"]
+    __init__ = _quiet_constructor(torch.distributions.OneHotCategoricalStraightThrough)
+    expand = _quiet_expand(torch.distributions.OneHotCategoricalStraightThrough)
 
 
 class RelaxedBernoulli(torch.distributions.RelaxedBernoulli, TorchDistributionMixin):
@@ -544,7 +683,16 @@ class RelaxedBernoulli(torch.distributions.RelaxedBernoulli, TorchDistributionMi
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         temperature = _as_tensor_like(temperature, probs, logits)
-        super().__init__(temperature, probs, logits, validate_args=validate_args)
+        params = dict(temperature=temperature, probs=probs, logits=logits)
+        _construct_naming_own_params(
+            self,
+            torch.distributions.RelaxedBernoulli,
+            params,
+            validate_args,
+            temperature,
+            probs,
+            logits,
+        )
 
     def expand(self, batch_shape, _instance=None):
         return _expand_into(torch.distributions.RelaxedBernoulli, self, batch_shape, _instance)
@@ -571,7 +719,16 @@ class RelaxedOneHotCategorical(
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         temperature = _as_tensor_like(temperature, probs, logits)
-        super().__init__(temperature, probs, logits, validate_args=validate_args)
+        params = dict(temperature=temperature, probs=probs, logits=logits)
+        _construct_naming_own_params(
+            self,
+            torch.distributions.RelaxedOneHotCategorical,
+            params,
+            validate_args,
+            temperature,
+            probs,
+            logits,
+        )
 
     def expand(self, batch_shape, _instance=None):
         return _expand_into(
@@ -609,6 +766,9 @@ class LogisticNormal(torch.distributions.LogisticNormal, TorchDistributionMixin)
         >>> dist.LogisticNormal.infer_shapes(loc=(2, 3), scale=(3,))
         (torch.Size([2]), torch.Size([4]))
     """
+
+    __init__ = _quiet_constructor(torch.distributions.LogisticNormal)
+    expand = _quiet_expand(torch.distributions.LogisticNormal)
 
     @classmethod
     def infer_shapes(cls, loc, scale):
@@ -659,7 +819,7 @@ class Poisson(torch.distributions.Poisson, TorchDistributionMixin):
 
     def __init__(self, rate, *, is_sparse: bool = False, validate_args=None):
         self.is_sparse = is_sparse
-        super().__init__(rate, validate_args=validate_args)
+        _broadcast_init(self, validate_args, ("rate",), rate)
 
     def expand(self, batch_shape, _instance=None):
         new = _expand_into(torch.distributions.Poisson, self, batch_shape, _instance)
@@ -880,6 +1040,57 @@ class StudentT(torch.distributions.StudentT, TorchDistributionMixin):
         return _expand_into(torch.distributions.StudentT, self, batch_shape, _instance)
 
 
+class Exponential(torch.distributions.Exponential, TorchDistributionMixin):
+    """Exponential distribution with ``rate``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Exponential(torch.tensor([1.0, 2.0])).log_prob(torch.tensor(1.0))
+        tensor([-1.0000, -1.3069])
+    """
+
+    def __init__(self, rate, validate_args=None):
+        _broadcast_init(self, validate_args, ("rate",), rate)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Exponential, self, batch_shape, _instance)
+
+
+class Cauchy(torch.distributions.Cauchy, TorchDistributionMixin):
+    """Cauchy distribution with median ``loc`` and half width ``scale``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Cauchy(torch.zeros(2), 1.0).log_prob(torch.tensor(0.0))
+        tensor([-1.1447, -1.1447])
+    """
+
+    def __init__(self, loc, scale, validate_args=None):
+        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Cauchy, self, batch_shape, _instance)
+
+
+class Laplace(torch.distributions.Laplace, TorchDistributionMixin):
+    """Laplace distribution with mean ``loc`` and scale ``scale``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> dist.Laplace(0.0, 2.0).log_prob(torch.tensor(0.0))
+        tensor(-1.3863)
+    """
+
+    def __init__(self, loc, scale, validate_args=None):
+        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
+
+    def expand(self, batch_shape, _instance=None):
+        return _expand_into(torch.distributions.Laplace, self, batch_shape, _instance)
+
+
 class Independent(torch.distributions.Independent, TorchDistributionMixin):
     """Reinterpret batch dims of ``base_distribution`` as event dims.
 
@@ -938,7 +1149,13 @@ def _generate_wrappers(namespace):
             continue
         if name in namespace:
             continue
-        wrapper = type(name, (cls, TorchDistributionMixin), {"__module__": __name__})
+        body = {"__module__": __name__}
+        if issubclass(cls, torch.distributions.TransformedDistribution) and (
+            cls is not torch.distributions.TransformedDistribution
+        ):
+            # built from an inner distribution that needs no checks of its own
+            body.update(__init__=_quiet_constructor(cls), expand=_quiet_expand(cls))
+        wrapper = type(name, (cls, TorchDistributionMixin), body)
         wrapper.__doc__ = (
             f"Ember wrapper of :class:`torch.distributions.{name}` "
             "(see PyTorch's documentation for its parameters)."
@@ -952,8 +1169,10 @@ _EXPLICIT = [
     "Beta",
     "Binomial",
     "Categorical",
+    "Cauchy",
     "ContinuousBernoulli",
     "Dirichlet",
+    "Exponential",
     "FisherSnedecor",
     "Gamma",
     "GeneralizedPareto",
@@ -961,6 +1180,7 @@ _EXPLICIT = [
     "Independent",
     "InverseGamma",
     "LKJCholesky",
+    "Laplace",
     "LogNormal",
     "LogisticNormal",
     "LowRankMultivariateNormal",
@@ -977,5 +1197,8 @@ _EXPLICIT = [
     "Wishart",
 ]
 _GENERATED = _generate_wrappers(globals())
+for _name in _EXPLICIT + _GENERATED:
+    enable_fast_validation(globals()[_name])
+del _name
 
 __all__ = sorted(_EXPLICIT + _GENERATED)
