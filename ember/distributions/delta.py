@@ -18,6 +18,7 @@ from ember.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
     TorchDistribution,
+    enable_fast_validation,
 )
 from ember.distributions.util import broadcast_shape, scale_and_mask, sum_rightmost
 
@@ -26,6 +27,7 @@ __all__ = ["Delta"]
 _EMPTY = torch.Size()
 
 
+@enable_fast_validation
 class Delta(TorchDistribution):
     """Degenerate distribution that puts all its mass on the single value ``v``.
 
@@ -119,6 +121,8 @@ class Delta(TorchDistribution):
         return new
 
     def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        if not sample_shape and torch.is_grad_enabled():
+            return self.v  # the point itself (no view, no autograd node)
         shape = torch.Size(sample_shape) + self.v.shape
         return self.v.expand(shape)
 

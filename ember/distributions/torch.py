@@ -85,6 +85,7 @@ def _check_own_params(cls, params, dtype=None):
 
 _NUMBER = (int, float)  # what torch's constructors treat as a Python number
 _LOC_SCALE = ("loc", "scale")
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _settle_flag(self, validate_args):
@@ -241,6 +242,18 @@ class Normal(torch.distributions.Normal, TorchDistributionMixin):
 
     def expand(self, batch_shape, _instance=None):
         return _expand_into(torch.distributions.Normal, self, batch_shape, _instance)
+
+    def log_prob(self, value):
+        # torch's density, -(x - loc)**2 / (2 scale**2) - log(scale) - log(2 pi) / 2, as
+        # -z**2 / 2 - (log(scale) + log(2 pi) / 2) with z = (x - loc) / scale: three passes
+        # over the batch (and three autograd nodes) instead of six
+        scale = self.scale
+        if not isinstance(scale, torch.Tensor):
+            return super().log_prob(value)
+        if self._validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) / scale
+        return torch.addcmul(-(scale.log() + _HALF_LOG_2PI), z, z, value=-0.5)
 
 
 class Beta(torch.distributions.Beta, TorchDistributionMixin):

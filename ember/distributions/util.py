@@ -419,11 +419,21 @@ def _decide_simplex(value):
         return True
     if value.requires_grad:
         value = value.detach()
+    if value.numel() <= _SMALL_SIMPLEX:  # read the row sums (as torch rounds them) and entries
+        tol = _rounded(1e-6, dtype)
+        sums = value.sum(-1).reshape(-1).tolist()
+        # s - 1 is exact in the dtype for s near 1 (and far from the bound otherwise)
+        if not all(abs(s - 1.0) < tol for s in sums):
+            return False
+        return all(x >= 0 for x in value.reshape(-1).tolist())  # (NaN fails)
     low = value.min().item()
     if not low >= 0:  # (NaN too)
         return False
     error = (value.sum(-1) - 1).abs().max().item()
     return error < _rounded(1e-6, dtype)
+
+
+_SMALL_SIMPLEX = 256  # up to this many entries, the simplex check reads them all
 
 
 def _decide_triangular(value, positive_diagonal):
