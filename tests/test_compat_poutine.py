@@ -342,6 +342,9 @@ def test_subsampled_svi_gradient_is_unbiased_for_full_data():
 
 
 def test_deprecated_iarange_and_irange_warn_but_work():
+    from ember.util import _WARNED
+
+    _WARNED.difference_update({"iarange", "irange"})  # warn once per process: forget earlier tests
     x = torch.tensor([0.0, 1.0, 2.0])
 
     def vectorized():

@@ -365,9 +365,9 @@ def test_pyro_style_names_and_kwargs():
 
 
 def test_jit_name_warns_once():
-    import ember.infer.jit_elbo as jit_elbo
+    from ember.util import _WARNED
 
-    jit_elbo._warned.discard("JitTraceGraph_ELBO")
+    _WARNED.discard("JitTraceGraph_ELBO")
     with pytest.warns(UserWarning, match="does not JIT-compile"):
         pyro.infer.JitTraceGraph_ELBO()
     import warnings

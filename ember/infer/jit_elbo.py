@@ -9,27 +9,22 @@ program that chose a JIT loss runs unchanged under ``import ember as pyro``.
 
 from __future__ import annotations
 
-import warnings
-
 from ember.infer.trace_elbo import Trace_ELBO
 from ember.infer.trace_mean_field_elbo import TraceMeanField_ELBO
 from ember.infer.traceenum_elbo import TraceEnum_ELBO
 from ember.infer.tracegraph_elbo import TraceGraph_ELBO
+from ember.util import warn_once
 
 __all__ = ["JitTraceEnum_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "JitTrace_ELBO"]
 
-_warned: set = set()
-
 
 def _warn_once(name: str, base: str) -> None:
-    if name in _warned:
-        return
-    _warned.add(name)
-    warnings.warn(
+    warn_once(
+        name,
         f"ember.infer.{name} runs as {base}: ember does not JIT-compile losses "
         f"(the results are the same in distribution); use {base} to silence this warning",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
