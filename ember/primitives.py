@@ -22,7 +22,7 @@ from ember.params.param_store import (
     param_with_module_name,
 )
 from ember.poutine.plate_messenger import PlateMessenger
-from ember.poutine.runtime import _apply, _get_stack, effectful
+from ember.poutine.runtime import _apply, _get_stack, effectful, new_message
 from ember.util import is_validation_enabled, warn_once
 
 _EMPTY_SHAPE = torch.Size()
@@ -86,22 +86,7 @@ def param(
         return _PYRO_PARAM_STORE.get_param(name, init_tensor, constraint, event_dim)
     args = (name,) if init_tensor is None else (name, init_tensor)
     kwargs = {"constraint": constraint, "event_dim": event_dim}
-    msg = {
-        "type": "param",
-        "name": name,
-        "fn": _PYRO_PARAM_STORE.get_param,
-        "is_observed": False,
-        "args": args,
-        "kwargs": kwargs,
-        "value": None,
-        "infer": {},
-        "scale": 1.0,
-        "mask": None,
-        "cond_indep_stack": (),
-        "done": False,
-        "stop": False,
-        "continuation": None,
-    }
+    msg = new_message("param", name, _PYRO_PARAM_STORE.get_param, args, kwargs)
     _apply(stack, msg)
     return msg["value"]
 
@@ -142,22 +127,8 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: dict | None = N
         return fn(*args, **kwargs)
     if type(name) is not str and is_validation_enabled() and not isinstance(name, str):
         raise TypeError(f"sample site names must be str, got {type(name).__name__} {name!r}")
-    msg = {
-        "type": "sample",
-        "name": name,
-        "fn": fn,
-        "is_observed": obs is not None,
-        "args": args,
-        "kwargs": kwargs,
-        "value": obs,
-        "infer": {} if infer is None else infer.copy(),
-        "scale": 1.0,
-        "mask": None,
-        "cond_indep_stack": (),
-        "done": False,
-        "stop": False,
-        "continuation": None,
-    }
+    infer = {} if infer is None else infer.copy()
+    msg = new_message("sample", name, fn, args, kwargs, obs, obs is not None, infer)
     _apply(stack, msg)
     return msg["value"]
 

@@ -181,7 +181,7 @@ def _decode_constraint(data, map_location=None):
 
 
 # ------------------------------------------------------------------ transforms
-_IDENTITY = object()  # marks a parameter stored as is (constraint real)
+_IDENTITY = _tt.identity_transform  # a parameter stored as is (e.g. constraint real)
 
 
 def _is_identity_affine(t) -> bool:
@@ -195,13 +195,14 @@ def _is_identity_affine(t) -> bool:
 
 
 def _param_transform(constraint):
-    """``transform_to(constraint)`` with no-op parts dropped, or ``_IDENTITY``.
+    """``transform_to(constraint)`` with no-op parts dropped.
 
     torch maps e.g. ``positive`` to ``exp`` followed by the affine map
     ``0 + 1 * x``; that last step changes no value (and ``exp`` never returns
     -0.0) but costs two tensor ops and two autograd nodes per read, so it is
-    left out. A constraint whose transform is the identity returns
-    ``_IDENTITY``: the stored tensor is returned as it is.
+    left out. A constraint whose transform does nothing gets torch's
+    ``identity_transform``, which the store recognises: the stored tensor is
+    returned as it is.
     """
     transform = transform_to(constraint)
     if isinstance(transform, _tt.ComposeTransform):
@@ -209,18 +210,9 @@ def _param_transform(constraint):
         if not parts:
             return _IDENTITY
         if len(parts) == 1:
-            transform = parts[0]
-        elif len(parts) < len(transform.parts):
-            transform = _tt.ComposeTransform(parts)
-    elif _is_identity_affine(transform):
-        return _IDENTITY
-    if type(transform) is _tt.ComposeTransform and not transform.parts:
-        return _IDENTITY
-    return transform
-
-
-def _inverse(transform, value):
-    return value if transform is _IDENTITY else transform.inv(value)
+            return parts[0]
+        return transform if len(parts) == len(transform.parts) else _tt.ComposeTransform(parts)
+    return _IDENTITY if _is_identity_affine(transform) else transform
 
 
 # -------------------------------------------------------------------- store
@@ -325,7 +317,7 @@ class ParamStoreDict:
         transform = _param_transform(constraint)
         self._transforms[name] = transform
         with torch.no_grad():
-            unconstrained = _inverse(transform, new_constrained_value)
+            unconstrained = transform.inv(new_constrained_value)
             if unconstrained is new_constrained_value:
                 if not (unconstrained.is_leaf and unconstrained.requires_grad):
                     unconstrained = unconstrained.detach()

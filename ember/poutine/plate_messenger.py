@@ -21,6 +21,7 @@ from ember.poutine.runtime import (
     CondIndepStackFrame,
     _apply,
     _get_stack,
+    new_message,
 )
 from ember.util import is_validation_enabled
 
@@ -253,22 +254,7 @@ def _subsample_site(name, size, subsample_size, subsample, device):
     stack = _get_stack()
     if stack:
         fn = _Subsample(size, size if subsample_size is None else subsample_size, device)
-        msg = {
-            "type": "sample",
-            "name": name,
-            "fn": fn,
-            "is_observed": False,
-            "args": (),
-            "kwargs": {},
-            "value": subsample,
-            "infer": {},
-            "scale": 1.0,
-            "mask": None,
-            "cond_indep_stack": (),
-            "done": False,
-            "stop": False,
-            "continuation": None,
-        }
+        msg = new_message("sample", name, fn, (), None, subsample)
         _apply(stack, msg)
         subsample = msg["value"]
     elif subsample is None:

@@ -329,22 +329,7 @@ def effectful(fn: Callable | None = None, type: str | None = None) -> Callable:
         stack = _get_stack()
         if not stack:
             return fn(*args, **kwargs) if obs is None else obs
-        msg = {
-            "type": type,
-            "name": name,
-            "fn": fn,
-            "is_observed": obs is not None,
-            "args": args,
-            "kwargs": kwargs,
-            "value": obs,
-            "infer": {} if infer is None else infer,
-            "scale": 1.0,
-            "mask": None,
-            "cond_indep_stack": (),
-            "done": False,
-            "stop": False,
-            "continuation": None,
-        }
+        msg = new_message(type, name, fn, args, kwargs, obs, obs is not None, infer)
         _apply(stack, msg)
         return msg["value"]
 
