@@ -44,21 +44,23 @@ class Messenger:
     @classmethod
     def _resolve_hook(cls, mtype: str, post: bool) -> Callable | None:
         """Find (once) the function this class runs for messages of type ``mtype``."""
-        if post:
-            generic = cls._postprocess_message
-            if generic is not Messenger._postprocess_message:
-                hook = generic
-            else:
-                hook = getattr(cls, f"_pyro_post_{mtype}", None)
-            cls._post_hooks[mtype] = hook
+        generic_name, prefix = (
+            ("_postprocess_message", "_pyro_post_") if post else ("_process_message", "_pyro_")
+        )
+        generic = getattr(cls, generic_name)
+        if generic is not getattr(Messenger, generic_name):  # overridden: sees every message
+            hook = generic
         else:
-            generic = cls._process_message
-            if generic is not Messenger._process_message:
-                hook = generic
-            else:
-                hook = getattr(cls, f"_pyro_{mtype}", None)
-            cls._process_hooks[mtype] = hook
+            hook = getattr(cls, prefix + mtype, None)
+        (cls._post_hooks if post else cls._process_hooks)[mtype] = hook
         return hook
+
+    @classmethod
+    def _forget_hooks(cls) -> None:
+        """Drop the resolved hooks of this class and its subclasses (after a change)."""
+        for sub in [cls] + _all_subclasses(cls):
+            sub._process_hooks.clear()
+            sub._post_hooks.clear()
 
     def __call__(self, fn: Callable) -> Callable:
         if not callable(fn):
@@ -121,9 +123,7 @@ class Messenger:
             raise ValueError("Messenger.register needs type=, the message type to handle")
         name = f"_pyro_post_{type}" if post else f"_pyro_{type}"
         setattr(cls, name, fn)
-        for sub in [cls] + _all_subclasses(cls):
-            sub._process_hooks.clear()
-            sub._post_hooks.clear()
+        cls._forget_hooks()
         return fn
 
     @classmethod
@@ -134,9 +134,7 @@ class Messenger:
         for name in (f"_pyro_{type}", f"_pyro_post_{type}"):
             if name in cls.__dict__:
                 delattr(cls, name)
-        for sub in [cls] + _all_subclasses(cls):
-            sub._process_hooks.clear()
-            sub._post_hooks.clear()
+        cls._forget_hooks()
         return fn
 
 
