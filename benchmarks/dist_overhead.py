@@ -18,8 +18,7 @@ Run: .venv/bin/python benchmarks/dist_overhead.py
 
 from __future__ import annotations
 
-import time
-
+import _timing  # benchmarks/_timing.py (this script's folder is on sys.path)
 import torch
 
 import ember
@@ -34,26 +33,9 @@ except ImportError:  # pyro-ppl is optional here
 tdist = torch.distributions
 
 
-def cpu_time(fn, number, repeat):
-    """Best mean CPU time per call over ``repeat`` runs of ``number`` calls (seconds)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.process_time() - t0) / number)
-    return best
-
-
 def interleaved(fns, number, rounds=15, repeat=3):
     """{label: best seconds per call}, alternating between the functions each round."""
-    for fn in fns.values():
-        fn()
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            best[k] = min(best[k], cpu_time(fn, number, repeat))
-    return best
+    return _timing.interleaved(fns, number, rounds, repeat)
 
 
 # --- 1. construction, batch 100 ------------------------------------------------------------

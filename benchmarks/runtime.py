@@ -14,8 +14,7 @@ Run:
 
 from __future__ import annotations
 
-import time
-
+import _timing  # benchmarks/_timing.py (this script's folder is on sys.path)
 import torch
 
 import ember
@@ -29,36 +28,6 @@ except ImportError:  # benchmark-only comparison
 
 N_SITES = 10
 PLATE = 100
-
-
-def best_of(fn, number, repeat=7):
-    """Best mean CPU time per call (seconds) over ``repeat`` runs of ``number`` calls.
-
-    CPU time (``process_time``), not wall time: the figures stay comparable on a
-    shared, busy machine. torch runs single-threaded here.
-    """
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.process_time() - t0) / number)
-    return best
-
-
-def interleaved_best(fns, number, repeat):
-    """``best_of`` for every function in ``fns`` (a dict), timed in turns.
-
-    One chunk of ``number`` calls of each function, then the next round: a change
-    of load on a shared machine then hits every library alike.
-    """
-    best = {k: float("inf") for k in fns}
-    for f in fns.values():
-        f()  # warm up
-    for _ in range(repeat):
-        for k, f in fns.items():
-            best[k] = min(best[k], best_of(f, number, repeat=1))
-    return best
 
 
 def make_plate_model(lib, dist, prebuilt=False):
@@ -118,7 +87,7 @@ def benchmarks(lib, dist):
 def run(libs):
     """{lib name: {benchmark: (total seconds per call, seconds outside the distributions)}}.
 
-    Every measurement alternates between the libraries (see ``interleaved_best``).
+    Every measurement alternates between the libraries (see ``_timing.interleaved``).
     """
     built = {name: benchmarks(lib, dist) for name, (lib, dist) in libs.items()}
     results = {name: {} for name in libs}
@@ -128,7 +97,7 @@ def run(libs):
             fn, bare, _, number, repeat = built[name][key]
             fns[(name, "fn")] = fn
             fns[(name, "bare")] = bare
-        best = interleaved_best(fns, number, repeat)
+        best = _timing.interleaved(fns, number, rounds=repeat)
         for name in libs:
             n = built[name][key][2]
             t, t_bare = best[(name, "fn")] / n, best[(name, "bare")] / n

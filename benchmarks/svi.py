@@ -22,9 +22,8 @@ Run: ``.venv/bin/python benchmarks/svi.py [--scale X] [--only abcdef] [--syncs]`
 from __future__ import annotations
 
 import argparse
-import math
-import time
 
+import _timing  # benchmarks/_timing.py (this script's folder is on sys.path)
 import torch
 import torch.distributions as td
 
@@ -51,16 +50,7 @@ def timeit(fns, steps, warmup, repeats=7):
     (``time.process_time``) is used, with torch on one thread.
     """
     live = {k: f for k, f in fns.items() if f is not None}
-    for f in live.values():
-        for _ in range(warmup):
-            f()
-    best = {k: math.inf for k in live}
-    for _ in range(repeats):
-        for k, f in live.items():
-            t0 = time.process_time()
-            for _ in range(steps):
-                f()
-            best[k] = min(best[k], (time.process_time() - t0) / steps)
+    best = _timing.interleaved(live, steps, rounds=repeats, warmup=warmup)
     return {k: best.get(k) for k in fns}
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "DemoConfig",
     "DemoResult",
     "format_table",
+    "gaussian_log_likelihood",
     "posterior_rows",
     "pyplot",
     "section",
@@ -181,6 +182,24 @@ def posterior_rows(samples: Dict[str, torch.Tensor]) -> List[List[object]]:
                 label = f"{name}[{i}]"
             rows.append([label, float(mean[i]), float(sd[i]), float(q[0, i]), float(q[1, i])])
     return rows
+
+
+def gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """Per-point log-likelihood of ``test`` under the maximum-likelihood Gaussian of ``train``.
+
+    The closed-form baseline the density demos compare their fits with.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.demo.common import gaussian_log_likelihood
+        >>> x = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+        >>> round(float(gaussian_log_likelihood(x, x.mean(0, keepdim=True))[0]), 4)  # -log(2 pi)
+        -1.8379
+    """
+    mean = train.mean(0)
+    cov = (train - mean).T @ (train - mean) / train.shape[0]
+    return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov).log_prob(test)
 
 
 def section(title: str, lines: Sequence[str] = ()) -> None:

@@ -24,6 +24,7 @@ from ember.demo.common import (
     DemoResult,
     Timer,
     format_table,
+    gaussian_log_likelihood,
     loss_curve,
     pyplot,
     save_figure,
@@ -127,9 +128,7 @@ def run(config: DemoConfig) -> DemoResult:
         )
         with torch.no_grad():
             flow_ll = float(flow.log_prob(test).mean())
-    cov = (train - train.mean(0)).T @ (train - train.mean(0)) / train.shape[0]
-    gauss = torch.distributions.MultivariateNormal(train.mean(0), covariance_matrix=cov)
-    gauss_ll = float(gauss.log_prob(test).mean())
+    gauss_ll = float(gaussian_log_likelihood(train, test).mean())
     print(f"   wall time {timer.seconds:.1f} s")
     print("   held-out log-likelihood per point (standardized units):")
     print(

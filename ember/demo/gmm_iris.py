@@ -23,6 +23,7 @@ from ember.demo.common import (
     DemoResult,
     Timer,
     format_table,
+    gaussian_log_likelihood,
     loss_curve,
     pyplot,
     save_figure,
@@ -76,17 +77,15 @@ def fit(x: torch.Tensor, num_steps: int, seed: int = 0, disable_progress=None):
     return losses, elbo
 
 
+def _component_log_probs(x: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """``log weight_k + log N(x; loc_k, cov_k)`` for every point and component: shape ``(n, k)``."""
+    comp = torch.distributions.MultivariateNormal(params["locs"], scale_tril=params["scale_tril"])
+    return comp.log_prob(x.unsqueeze(-2)) + params["weights"].log()
+
+
 def mixture_log_likelihood(x: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-point log-likelihood of the fitted mixture, written out directly."""
-    comp = torch.distributions.MultivariateNormal(params["locs"], scale_tril=params["scale_tril"])
-    return torch.logsumexp(comp.log_prob(x.unsqueeze(-2)) + params["weights"].log(), dim=-1)
-
-
-def gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
-    """Per-point log-likelihood of ``test`` under the maximum-likelihood Gaussian of ``train``."""
-    mean = train.mean(0)
-    cov = (train - mean).T @ (train - mean) / train.shape[0]
-    return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov).log_prob(test)
+    return torch.logsumexp(_component_log_probs(x, params), dim=-1)
 
 
 def run(config: DemoConfig) -> DemoResult:
@@ -135,13 +134,7 @@ def run(config: DemoConfig) -> DemoResult:
     # components in the original units, and how they line up with the species
     locs_cm = params["locs"] * std + mean
     with torch.no_grad():
-        comp_lp = (
-            torch.distributions.MultivariateNormal(
-                params["locs"], scale_tril=params["scale_tril"]
-            ).log_prob(x.unsqueeze(-2))
-            + params["weights"].log()
-        )
-        assigned = comp_lp.argmax(-1)
+        assigned = _component_log_probs(x, params).argmax(-1)
     rows = []
     for k in range(NUM_COMPONENTS):
         counts = [int(((assigned == k) & (iris["species"] == s)).sum()) for s in range(3)]

@@ -10,7 +10,8 @@ from torch.distributions import constraints
 from torch.distributions.transforms import PowerTransform
 from torch.distributions.utils import broadcast_all
 
-from ember.distributions.torch import Gamma, TransformedDistribution
+from ember.distributions.torch import Gamma, TransformedDistribution, _settle_flag
+from ember.distributions.torch_distribution import check_parameters
 
 __all__ = ["InverseGamma"]
 
@@ -44,20 +45,12 @@ class InverseGamma(TransformedDistribution):
         validate_args=None,
     ):
         concentration, rate = broadcast_all(concentration, rate)
-        if validate_args is not False:
-            # Check here so the error names this distribution's parameters.
-            check = validate_args if validate_args is not None else self._validate_args
-            if check:
-                for name, value in (("concentration", concentration), ("rate", rate)):
-                    if not bool(constraints.positive.check(value).all()):
-                        raise ValueError(
-                            f"Expected parameter {name} (Tensor of shape {tuple(value.shape)}) "
-                            f"of distribution InverseGamma to satisfy the constraint "
-                            f"{constraints.positive}, but found invalid values:\n{value}"
-                        )
-        base = Gamma(concentration, rate, validate_args=validate_args)
+        base = Gamma(concentration, rate, validate_args=False)  # checked once, below
         inverse = PowerTransform(-torch.ones((), dtype=concentration.dtype, device=rate.device))
-        super().__init__(base, inverse, validate_args=validate_args)
+        super().__init__(base, inverse, validate_args=False)
+        _settle_flag(self, validate_args)
+        if self._validate_args:
+            check_parameters(self)  # the error names InverseGamma's own parameters
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(InverseGamma, _instance)

@@ -21,18 +21,6 @@ from ember.distributions.torch import MultivariateNormal
 _EMPTY = torch.Size()
 
 
-def _sum_to_shape(value: torch.Tensor, shape) -> torch.Tensor:
-    """Sum ``value`` over the dims it broadcast along to reach its shape from ``shape``."""
-    shape = torch.Size(shape)
-    extra = value.dim() - len(shape)
-    if extra > 0:
-        value = value.sum(tuple(range(extra)))
-    dims = tuple(i for i, size in enumerate(shape) if size == 1 and value.size(i) != 1)
-    if dims:
-        value = value.sum(dims, keepdim=True)
-    return value
-
-
 def _solve_lyapunov(cov: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """``B`` with ``B cov + cov B = rhs`` for symmetric positive definite ``cov``."""
     evals, evecs = torch.linalg.eigh(cov)
@@ -56,10 +44,10 @@ class _OMTSample(torch.autograd.Function):
         scale_tril, x = ctx.saved_tensors
         grad_loc = grad_tril = None
         if ctx.needs_input_grad[0]:
-            grad_loc = _sum_to_shape(grad_z, ctx.loc_shape)
+            grad_loc = grad_z.sum_to_size(ctx.loc_shape)
         if ctx.needs_input_grad[1]:
             outer = grad_z.unsqueeze(-1) * x.unsqueeze(-2)
-            sym = _sum_to_shape(0.5 * (outer + outer.transpose(-1, -2)), scale_tril.shape)
+            sym = (0.5 * (outer + outer.transpose(-1, -2))).sum_to_size(scale_tril.shape)
             cov = scale_tril @ scale_tril.transpose(-1, -2)
             grad_tril = 2 * _solve_lyapunov(cov, sym) @ scale_tril
         return grad_loc, grad_tril, None

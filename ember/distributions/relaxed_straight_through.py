@@ -24,7 +24,19 @@ def _straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return value
 
 
-class RelaxedOneHotCategoricalStraightThrough(RelaxedOneHotCategorical):
+class _StraightThrough:
+    """What both straight-through relaxations share: ``sample`` is ``rsample`` without
+    gradients, and ``log_prob`` scores the relaxed value a quantized sample came from."""
+
+    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return super().log_prob(getattr(value, "_unquantize", value))
+
+
+class RelaxedOneHotCategoricalStraightThrough(_StraightThrough, RelaxedOneHotCategorical):
     """:class:`RelaxedOneHotCategorical` with a straight-through gradient estimator.
 
     * ``rsample`` returns one-hot (quantized) vectors;
@@ -53,15 +65,8 @@ class RelaxedOneHotCategoricalStraightThrough(RelaxedOneHotCategorical):
         hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
         return _straight_through(hard, soft)
 
-    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return super().log_prob(getattr(value, "_unquantize", value))
-
-
-class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
+class RelaxedBernoulliStraightThrough(_StraightThrough, RelaxedBernoulli):
     """:class:`RelaxedBernoulli` with a straight-through gradient estimator.
 
     * ``rsample`` returns 0/1 (quantized) values, rounding the relaxed sample;
@@ -85,10 +90,3 @@ class RelaxedBernoulliStraightThrough(RelaxedBernoulli):
         soft = super().rsample(sample_shape)
         hard = torch.round(soft.detach())
         return _straight_through(hard, soft)
-
-    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return super().log_prob(getattr(value, "_unquantize", value))

@@ -28,6 +28,7 @@ from ember import settings
 from ember.distributions.torch_distribution import (
     TorchDistributionMixin,
     _arg_plan,
+    _delegated_has_rsample,
     check_parameters,
     enable_fast_validation,
     parameter_error,
@@ -159,6 +160,11 @@ def _quiet_constructor(torch_cls):
 
     def __init__(self, *args, validate_args=None, **kwargs):
         if len(args) > len(names):  # validate_args given by position
+            if len(args) > len(names) + 1:
+                raise TypeError(
+                    f"{type(self).__name__}() takes {len(names) + 1} positional arguments "
+                    f"({', '.join(names)}, validate_args) but {len(args)} were given"
+                )
             args, validate_args = args[: len(names)], args[len(names)]
         params = dict(zip(names, args), **kwargs)
         _construct_naming_own_params(self, torch_cls, params, validate_args, *args, **kwargs)
@@ -587,21 +593,8 @@ class LowRankMultivariateNormal(
         (torch.Size([2]), torch.Size([4]))
     """
 
-    def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
-        _construct_naming_own_params(
-            self,
-            torch.distributions.LowRankMultivariateNormal,
-            dict(loc=loc, cov_factor=cov_factor, cov_diag=cov_diag),
-            validate_args,
-            loc,
-            cov_factor,
-            cov_diag,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(
-            torch.distributions.LowRankMultivariateNormal, self, batch_shape, _instance
-        )
+    __init__ = _quiet_constructor(torch.distributions.LowRankMultivariateNormal)
+    expand = _quiet_expand(torch.distributions.LowRankMultivariateNormal)
 
     @classmethod
     def infer_shapes(cls, loc, cov_factor, cov_diag):
@@ -950,18 +943,8 @@ class FisherSnedecor(torch.distributions.FisherSnedecor, TorchDistributionMixin)
         torch.Size([2])
     """
 
-    def __init__(self, df1, df2, validate_args=None):
-        _construct_naming_own_params(
-            self,
-            torch.distributions.FisherSnedecor,
-            dict(df1=df1, df2=df2),
-            validate_args,
-            df1,
-            df2,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.FisherSnedecor, self, batch_shape, _instance)
+    __init__ = _quiet_constructor(torch.distributions.FisherSnedecor)
+    expand = _quiet_expand(torch.distributions.FisherSnedecor)
 
 
 class InverseGamma(torch.distributions.InverseGamma, TorchDistributionMixin):
@@ -974,18 +957,8 @@ class InverseGamma(torch.distributions.InverseGamma, TorchDistributionMixin):
         tensor(1.)
     """
 
-    def __init__(self, concentration, rate, validate_args=None):
-        _construct_naming_own_params(
-            self,
-            torch.distributions.InverseGamma,
-            dict(concentration=concentration, rate=rate),
-            validate_args,
-            concentration,
-            rate,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.InverseGamma, self, batch_shape, _instance)
+    __init__ = _quiet_constructor(torch.distributions.InverseGamma)
+    expand = _quiet_expand(torch.distributions.InverseGamma)
 
 
 class LKJCholesky(torch.distributions.LKJCholesky, TorchDistributionMixin):
@@ -998,18 +971,8 @@ class LKJCholesky(torch.distributions.LKJCholesky, TorchDistributionMixin):
         torch.Size([3, 3])
     """
 
-    def __init__(self, dim, concentration=1.0, validate_args=None):
-        _construct_naming_own_params(
-            self,
-            torch.distributions.LKJCholesky,
-            dict(concentration=concentration),
-            validate_args,
-            dim,
-            concentration,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.LKJCholesky, self, batch_shape, _instance)
+    __init__ = _quiet_constructor(torch.distributions.LKJCholesky)
+    expand = _quiet_expand(torch.distributions.LKJCholesky)
 
     @classmethod
     def infer_shapes(cls, dim, concentration=()):
@@ -1038,19 +1001,8 @@ class StudentT(torch.distributions.StudentT, TorchDistributionMixin):
         torch.Size([2])
     """
 
-    def __init__(self, df, loc=0.0, scale=1.0, validate_args=None):
-        _construct_naming_own_params(
-            self,
-            torch.distributions.StudentT,
-            dict(df=df, loc=loc, scale=scale),
-            validate_args,
-            df,
-            loc,
-            scale,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.StudentT, self, batch_shape, _instance)
+    __init__ = _quiet_constructor(torch.distributions.StudentT)
+    expand = _quiet_expand(torch.distributions.StudentT)
 
 
 class Exponential(torch.distributions.Exponential, TorchDistributionMixin):
@@ -1118,14 +1070,7 @@ class Independent(torch.distributions.Independent, TorchDistributionMixin):
         (torch.Size([2]), torch.Size([3]))
     """
 
-    @property
-    def has_rsample(self):
-        forced = self.__dict__.get("_forced_has_rsample")
-        return self.base_dist.has_rsample if forced is None else forced
-
-    @has_rsample.setter
-    def has_rsample(self, value):  # used by has_rsample_(False)
-        self._forced_has_rsample = value
+    has_rsample = _delegated_has_rsample
 
     @property
     def _validate_args(self):

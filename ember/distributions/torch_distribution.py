@@ -245,6 +245,19 @@ class TorchDistribution(torch.distributions.Distribution, TorchDistributionMixin
         return TorchDistributionMixin.expand(self, batch_shape, _instance)
 
 
+def _base_has_rsample(self):
+    forced = self.__dict__.get("_forced_has_rsample")
+    return self.base_dist.has_rsample if forced is None else forced
+
+
+def _force_has_rsample(self, value):  # used by has_rsample_(False)
+    self._forced_has_rsample = value
+
+
+# ``has_rsample`` of a wrapper: its ``base_dist``'s, unless has_rsample_(False) forced it.
+_delegated_has_rsample = property(_base_has_rsample, _force_has_rsample)
+
+
 class MaskedDistribution(TorchDistribution):
     """A distribution whose log-density is zero wherever ``mask`` is False.
 
@@ -303,14 +316,7 @@ class MaskedDistribution(TorchDistribution):
             mask = mask.expand(batch_shape)
         return MaskedDistribution(self.base_dist.expand(batch_shape), mask)
 
-    @property
-    def has_rsample(self):
-        forced = self.__dict__.get("_forced_has_rsample")
-        return self.base_dist.has_rsample if forced is None else forced
-
-    @has_rsample.setter
-    def has_rsample(self, value):  # used by has_rsample_(False)
-        self._forced_has_rsample = value
+    has_rsample = _delegated_has_rsample
 
     @property
     def has_enumerate_support(self):
@@ -402,14 +408,7 @@ class ExpandedDistribution(TorchDistribution):
             return self
         return ExpandedDistribution(self.base_dist, batch_shape)
 
-    @property
-    def has_rsample(self):
-        forced = self.__dict__.get("_forced_has_rsample")
-        return self.base_dist.has_rsample if forced is None else forced
-
-    @has_rsample.setter
-    def has_rsample(self, value):  # used by has_rsample_(False)
-        self._forced_has_rsample = value
+    has_rsample = _delegated_has_rsample
 
     @property
     def has_enumerate_support(self):
@@ -644,20 +643,14 @@ def _recording(method):
 
         def draw(self, sample_shape=default):
             x = method(self, sample_shape)
-            try:  # remember x (as it is now) as a value in the support
-                self.__dict__["_ember_known_valid"] = (_weak(x), x._version)
-            except (TypeError, AttributeError, RuntimeError):
-                pass  # not a tensor, or an inference tensor (no version counter)
+            _remember_valid(self, x)
             return x
 
     else:
 
         def draw(self, *args, **kwargs):
             x = method(self, *args, **kwargs)
-            try:
-                self.__dict__["_ember_known_valid"] = (_weak(x), x._version)
-            except (TypeError, AttributeError, RuntimeError):
-                pass
+            _remember_valid(self, x)
             return x
 
     draw = functools.wraps(method)(draw)

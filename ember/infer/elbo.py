@@ -158,6 +158,45 @@ class ELBO(metaclass=ABCMeta):
             surrogate_loss.backward(retain_graph=self.retain_graph)
         return loss.detach()
 
+    def _mean_over_particles(
+        self, terms, model, guide, args, kwargs, backward: bool, differentiable: bool
+    ):
+        """:meth:`_loss_tensors` for estimators whose particle is ``terms(model_trace,
+        guide_trace, particle_dim) -> (elbo, surrogate_elbo)``: average over the
+        particles (one vectorized pass or a loop) and :meth:`_finish`. When every
+        particle's surrogate *is* its ELBO, the loss is computed once and reused.
+        """
+        elbo = None
+        surrogate_elbo = None
+        same = True
+        particle_dim = None
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle_dim = self._particle_dim()
+            elbo_p, surrogate_p = terms(model_trace, guide_trace, particle_dim)
+            same = same and surrogate_p is elbo_p
+            elbo = elbo_p if elbo is None else elbo + elbo_p
+            if same:
+                surrogate_elbo = elbo
+            else:
+                surrogate_elbo = (
+                    surrogate_p if surrogate_elbo is None else surrogate_elbo + surrogate_p
+                )
+        if particle_dim is not None:
+            # one vectorized pass: per-particle entries (or a scalar shared by all)
+            if hasattr(elbo, "mean"):
+                elbo = elbo.mean()
+            if same:
+                surrogate_elbo = elbo
+            elif hasattr(surrogate_elbo, "mean"):
+                surrogate_elbo = surrogate_elbo.mean()
+        elif self.num_particles > 1:
+            elbo = elbo / self.num_particles
+            surrogate_elbo = elbo if same else surrogate_elbo / self.num_particles
+        # (0.0 - x rather than -x: a zero loss stays +0.0)
+        loss = 0.0 - elbo
+        surrogate_loss = loss if surrogate_elbo is elbo else 0.0 - surrogate_elbo
+        return self._finish(loss, surrogate_loss, backward, differentiable)
+
     def _loss_and_grads_tensor(self, model, guide, args, kwargs) -> torch.Tensor:
         """Run backward on the surrogate and return the loss as a detached tensor."""
         return self._loss_tensors(model, guide, args, kwargs, backward=True)

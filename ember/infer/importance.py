@@ -9,14 +9,13 @@ falls back to drawing one trace at a time.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Callable
 
 import torch
 
 from ember import poutine
-from ember.infer.abstract_infer import _SAMPLES_PLATE, TracePosterior, _Batch
+from ember.infer.abstract_infer import _SAMPLES_PLATE, TracePosterior, _Batch, _log_mean_exp
 from ember.infer.util import (
     _prune_in_place,
     check_site_shape,
@@ -252,7 +251,7 @@ class Importance(TracePosterior):
     def get_log_normalizer(self) -> torch.Tensor:
         """Log of the mean importance weight: an estimate of ``log p(data)``."""
         log_w = self._log_weights_tensor()
-        return torch.logsumexp(log_w, 0) - math.log(log_w.numel())
+        return _log_mean_exp(log_w)
 
     def get_normalized_weights(self, log_scale: bool = False) -> torch.Tensor:
         """The importance weights normalized to sum to one (or their logs)."""

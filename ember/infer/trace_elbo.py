@@ -95,33 +95,6 @@ class Trace_ELBO(ELBO):
     _reports_params = True
 
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
-        elbo = None
-        surrogate_elbo = None
-        same = True
-        particle_dim = None
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            particle_dim = self._particle_dim()
-            elbo_p, surrogate_p = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
-            same = same and surrogate_p is elbo_p
-            elbo = elbo_p if elbo is None else elbo + elbo_p
-            if same:
-                surrogate_elbo = elbo
-            else:
-                surrogate_elbo = (
-                    surrogate_p if surrogate_elbo is None else surrogate_elbo + surrogate_p
-                )
-        if particle_dim is not None:
-            # one vectorized pass: per-particle entries (or a scalar shared by all)
-            if hasattr(elbo, "mean"):
-                elbo = elbo.mean()
-            if same:
-                surrogate_elbo = elbo
-            elif hasattr(surrogate_elbo, "mean"):
-                surrogate_elbo = surrogate_elbo.mean()
-        elif self.num_particles > 1:
-            elbo = elbo / self.num_particles
-            surrogate_elbo = elbo if same else surrogate_elbo / self.num_particles
-        # (0.0 - x rather than -x: a zero loss stays +0.0)
-        loss = 0.0 - elbo
-        surrogate_loss = loss if surrogate_elbo is elbo else 0.0 - surrogate_elbo
-        return self._finish(loss, surrogate_loss, backward, differentiable)
+        return self._mean_over_particles(
+            _trace_elbo_terms, model, guide, args, kwargs, backward, differentiable
+        )

@@ -96,20 +96,6 @@ class TraceMeanField_ELBO(ELBO):
         return elbo, surrogate
 
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
-        loss = 0.0
-        surrogate_loss = 0.0
-        particle_dim = None
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            particle_dim = self._particle_dim()
-            elbo, surrogate = self._particle(model_trace, guide_trace, particle_dim)
-            loss = loss - elbo
-            surrogate_loss = surrogate_loss - surrogate
-        if particle_dim is not None:
-            loss = loss.mean() if hasattr(loss, "mean") else loss
-            surrogate_loss = (
-                surrogate_loss.mean() if hasattr(surrogate_loss, "mean") else surrogate_loss
-            )
-        elif self.num_particles > 1:
-            loss = loss / self.num_particles
-            surrogate_loss = surrogate_loss / self.num_particles
-        return self._finish(loss, surrogate_loss, backward, differentiable)
+        return self._mean_over_particles(
+            self._particle, model, guide, args, kwargs, backward, differentiable
+        )

@@ -133,12 +133,11 @@ def _reduce(tensor: torch.Tensor, keep: frozenset, rank: int) -> torch.Tensor:
     dims = [tensor.dim() - i for i in range(1, tensor.dim() + 1) if -i not in keep]
     if dims:
         tensor = tensor.sum(dims, keepdim=True)
-    if tensor.dim() < rank:
-        tensor = tensor.reshape((1,) * (rank - tensor.dim()) + tensor.shape)
-    return tensor
+    return _pad(tensor, rank)
 
 
 def _pad(tensor: torch.Tensor, rank: int) -> torch.Tensor:
+    """Left-pad ``tensor`` with size-1 dims to ``rank`` dims."""
     if tensor.dim() < rank:
         return tensor.reshape((1,) * (rank - tensor.dim()) + tensor.shape)
     return tensor
@@ -332,19 +331,18 @@ class TraceGraph_ELBO(ELBO):
         return elbo, surrogate, score_total
 
     def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
+        if not backward and not differentiable:
+            # the value alone (loss, evaluate_loss) is Trace_ELBO's: it needs no score
+            # terms and must not move the decaying-average baselines
+            return self._mean_over_particles(
+                _trace_elbo_terms, model, guide, args, kwargs, backward, differentiable
+            )
         loss = 0.0
         surrogate_loss = 0.0
         particle_dim = None
-        # the value alone (loss, evaluate_loss) needs no score terms and must not
-        # move the decaying-average baselines
-        value_only = not backward and not differentiable
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle_dim = self._particle_dim()
-            if value_only:
-                elbo, surrogate = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
-                score = 0.0
-            else:
-                elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
+            elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
             if particle_dim is not None:
                 n = self.num_particles
                 elbo = elbo.mean() if hasattr(elbo, "mean") else elbo

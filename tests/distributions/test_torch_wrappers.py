@@ -988,3 +988,11 @@ def test_uniform_support_is_unbroadcast():
     t = dist.biject_to(d.support)
     y = t(torch.randn(3, 2))
     assert ((y > 0) & (y < torch.tensor([1.0, 2.0]))).all()
+
+
+def test_generated_constructor_rejects_extra_positional_arguments():
+    import ember.distributions as edist
+
+    assert edist.StudentT(3.0, 0.0, 1.0, False).df.item() == 3.0  # validate_args by position
+    with pytest.raises(TypeError, match="StudentT.*takes 4 positional arguments.*5 were given"):
+        edist.StudentT(3.0, 0.0, 1.0, None, 5)

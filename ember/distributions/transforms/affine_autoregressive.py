@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
     TransformModule,
+    _check_last_dim,
 )
 from ember.nn.auto_reg_nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 
@@ -125,15 +126,8 @@ class AffineAutoregressive(TransformModule):
         log_scale = clamp_preserve_gradients(s, self.log_scale_min_clip, self.log_scale_max_clip)
         return mean, torch.exp(log_scale), log_scale
 
-    def _check_input(self, x):
-        dim = _input_dim(self.arn)
-        if x.dim() < 1 or (dim is not None and x.shape[-1] != dim):
-            raise ValueError(
-                f"{type(self).__name__}: input must have shape (..., {dim}), got {tuple(x.shape)}"
-            )
-
     def _call(self, x):
-        self._check_input(x)
+        _check_last_dim(type(self).__name__, x, _input_dim(self.arn))
         mean, scale, log_scale = self._params(x)
         # Kept with the x it belongs to, so log_abs_det_jacobian can tell it applies.
         self._cached_log_scale = x, log_scale
@@ -142,7 +136,7 @@ class AffineAutoregressive(TransformModule):
         return mean + scale * x
 
     def _inverse(self, y):
-        self._check_input(y)
+        _check_last_dim(type(self).__name__, y, _input_dim(self.arn))
         # Fixed-point sweep: after k passes the first k variables of the ordering are
         # exact (each depends only on earlier ones), so D passes recover x exactly
         # whatever the ordering.

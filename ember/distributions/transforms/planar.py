@@ -9,7 +9,12 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
+from ember.distributions.transforms.torch_transform import (
+    TransformModule,
+    _check_last_dim,
+    _check_positive_int,
+    _no_inverse_error,
+)
 
 
 class PlanarFlow(TransformModule):
@@ -41,8 +46,7 @@ class PlanarFlow(TransformModule):
 
     def __init__(self, input_dim: int) -> None:
         super().__init__(cache_size=1)
-        if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
-            raise ValueError(f"PlanarFlow: input_dim must be a positive int, got {input_dim!r}")
+        _check_positive_int("PlanarFlow", "input_dim", input_dim)
         self.input_dim = input_dim
         self.bias = nn.Parameter(torch.empty(1))
         self.u = nn.Parameter(torch.empty(input_dim))
@@ -62,14 +66,8 @@ class PlanarFlow(TransformModule):
             torch.finfo(self.w.dtype).tiny
         )
 
-    def _check(self, x):
-        if x.dim() < 1 or x.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"PlanarFlow: input must have shape (..., {self.input_dim}), got {tuple(x.shape)}"
-            )
-
     def _call(self, x):
-        self._check(x)
+        _check_last_dim("PlanarFlow", x, self.input_dim)
         return x + self.u_hat() * torch.tanh(x @ self.w + self.bias[0]).unsqueeze(-1)
 
     def _inverse(self, y):
@@ -79,7 +77,7 @@ class PlanarFlow(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         """``log|1 + u_hat . w (1 - tanh^2(w . x + b))|`` (matrix determinant lemma)."""
-        self._check(x)
+        _check_last_dim("PlanarFlow", x, self.input_dim)
         slope = 1 - torch.tanh(x @ self.w + self.bias[0]).pow(2)
         # w . u_hat > -1 and 0 < slope <= 1, so the argument of log1p stays above -1.
         return torch.log1p(slope * torch.dot(self.u_hat(), self.w))

@@ -9,7 +9,12 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
+from ember.distributions.transforms.torch_transform import (
+    TransformModule,
+    _check_last_dim,
+    _check_positive_int,
+    _no_inverse_error,
+)
 
 
 class RadialFlow(TransformModule):
@@ -39,8 +44,7 @@ class RadialFlow(TransformModule):
 
     def __init__(self, input_dim: int) -> None:
         super().__init__(cache_size=1)
-        if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
-            raise ValueError(f"RadialFlow: input_dim must be a positive int, got {input_dim!r}")
+        _check_positive_int("RadialFlow", "input_dim", input_dim)
         self.input_dim = input_dim
         self.x0 = nn.Parameter(torch.empty(input_dim))
         self.alpha_prime = nn.Parameter(torch.empty(1))
@@ -63,14 +67,8 @@ class RadialFlow(TransformModule):
         """``-alpha + softplus(beta') > -alpha``."""
         return -self.alpha + F.softplus(self.beta_prime)
 
-    def _check(self, x):
-        if x.dim() < 1 or x.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"RadialFlow: input must have shape (..., {self.input_dim}), got {tuple(x.shape)}"
-            )
-
     def _call(self, x):
-        self._check(x)
+        _check_last_dim("RadialFlow", x, self.input_dim)
         diff = x - self.x0
         r = diff.norm(dim=-1, keepdim=True)
         return x + self.beta * diff / (self.alpha + r)
@@ -82,7 +80,7 @@ class RadialFlow(TransformModule):
 
     def log_abs_det_jacobian(self, x, y):
         """``(D - 1) log(1 + beta h) + log(1 + beta alpha h^2)`` with ``h = 1 / (alpha + r)``."""
-        self._check(x)
+        _check_last_dim("RadialFlow", x, self.input_dim)
         alpha, beta = self.alpha[0], self.beta[0]
         r = (x - self.x0).norm(dim=-1)
         h = 1 / (alpha + r)

@@ -51,6 +51,18 @@ def _no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableErro
     )
 
 
+def _check_positive_int(owner: str, name: str, value) -> None:
+    """Raise a ValueError unless ``value`` is a positive int (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+
+
+def _check_last_dim(owner: str, x: torch.Tensor, dim: int | None) -> None:
+    """Raise a ValueError unless ``x`` has shape ``(..., dim)`` (any last size if dim is None)."""
+    if x.dim() < 1 or (dim is not None and x.shape[-1] != dim):
+        raise ValueError(f"{owner}: input must have shape (..., {dim}), got {tuple(x.shape)}")
+
+
 def _without_caches(state: dict) -> dict:
     """Drop cached tensors from a transform's state: they may carry autograd graphs,
     which neither pickle nor deepcopy."""
@@ -209,8 +221,7 @@ def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
         >>> len(flow.parts), flow(torch.zeros(5, 2)).shape
         (3, torch.Size([5, 2]))
     """
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ValueError(f"iterated: repeats must be a positive int, got {repeats!r}")
+    _check_positive_int("iterated", "repeats", repeats)
     if not callable(base_fn):
         raise TypeError(
             f"iterated: base_fn must be a function building a transform (e.g. planar), "
