@@ -4,15 +4,14 @@
 """
 
 from ember import settings
-from ember.util import enable_validation, set_rng_seed
+from ember.util import enable_validation, set_rng_seed, validation_enabled
 
 __version__ = "0.1.0"
 
-__all__ = ["enable_validation", "set_rng_seed", "settings", "__version__"]
-
-# Optimizers (issue 6); language: runtime, primitives, param store (issue 5).
-from ember import optim, poutine  # noqa: E402
-from ember.poutine import condition, do  # noqa: E402
+# The language: effect handlers, primitives and the param store; then the optimizers
+# and inference, which are built on them.
+from ember import infer, optim, poutine  # noqa: E402
+from ember.poutine import condition, do, markov  # noqa: E402
 from ember.primitives import (  # noqa: E402
     barrier,
     clear_param_store,
@@ -30,36 +29,32 @@ from ember.primitives import (  # noqa: E402
     sample,
     subsample,
 )
-from ember.util import validation_enabled  # noqa: E402
 
-__all__ += [
+__all__ = [
+    "__version__",
     "barrier",
     "clear_param_store",
     "condition",
-    "do",
-    "plate_stack",
     "deterministic",
+    "do",
+    "enable_validation",
     "factor",
     "get_param_store",
     "iarange",
+    "infer",
     "irange",
+    "markov",
     "module",
     "observe",
+    "optim",
     "param",
     "plate",
+    "plate_stack",
     "poutine",
     "random_module",
     "sample",
+    "set_rng_seed",
+    "settings",
     "subsample",
     "validation_enabled",
 ]
-
-# Inference: SVI, ELBOs, Importance, Search, Predictive (issue 6).
-from ember import infer  # noqa: E402
-
-__all__ += ["infer"]
-
-# Markov declarations for enumeration (``pyro.markov``).
-from ember.poutine.handlers import markov  # noqa: E402
-
-__all__ += ["markov"]

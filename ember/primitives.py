@@ -8,6 +8,7 @@ draws from its distribution.
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Callable, Union
@@ -15,29 +16,48 @@ from typing import Callable, Union
 import torch
 from torch.distributions import constraints
 
+from ember.distributions.delta import Delta
 from ember.distributions.torch_distribution import TorchDistribution
 from ember.params.param_store import (
-    _PYRO_PARAM_STORE,
-    ParamStoreDict,
+    MODULE_NAMESPACE_DIVIDER,
+    get_param_store,
     param_with_module_name,
 )
+from ember.poutine.lift_messenger import LiftMessenger
+from ember.poutine.mask_messenger import MaskMessenger
 from ember.poutine.plate_messenger import PlateMessenger
-from ember.poutine.runtime import _apply, _get_stack, effectful, new_message
-from ember.util import is_validation_enabled, warn_once
+from ember.poutine.runtime import HANDLER_STACK, apply_stack, effectful, get_plates, new_message
+from ember.util import (
+    enable_validation,
+    is_poutine_validation_enabled,
+    validation_enabled,
+    warn_once,
+)
+
+__all__ = [
+    "barrier",
+    "clear_param_store",
+    "deterministic",
+    "enable_validation",
+    "factor",
+    "get_param_store",
+    "get_plates",
+    "iarange",
+    "irange",
+    "module",
+    "observe",
+    "param",
+    "plate",
+    "plate_stack",
+    "random_module",
+    "sample",
+    "subsample",
+    "validation_enabled",
+]
 
 _EMPTY_SHAPE = torch.Size()
-
-
-def get_param_store() -> ParamStoreDict:
-    """The global :class:`~ember.params.param_store.ParamStoreDict`.
-
-    Example::
-
-        >>> import ember
-        >>> type(ember.get_param_store()).__name__
-        'ParamStoreDict'
-    """
-    return _PYRO_PARAM_STORE
+_get_stack = HANDLER_STACK.get
+_PYRO_PARAM_STORE = get_param_store()  # (read on every ember.param call)
 
 
 def clear_param_store() -> None:
@@ -51,9 +71,6 @@ def clear_param_store() -> None:
         False
     """
     _PYRO_PARAM_STORE.clear()
-
-
-_param = effectful(_PYRO_PARAM_STORE.get_param, type="param")
 
 
 def param(
@@ -87,7 +104,7 @@ def param(
     args = (name,) if init_tensor is None else (name, init_tensor)
     kwargs = {"constraint": constraint, "event_dim": event_dim}
     msg = new_message("param", name, _PYRO_PARAM_STORE.get_param, args, kwargs)
-    _apply(stack, msg)
+    apply_stack(msg, stack)
     return msg["value"]
 
 
@@ -125,29 +142,27 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: dict | None = N
                 )
             return obs
         return fn(*args, **kwargs)
-    if type(name) is not str and is_validation_enabled() and not isinstance(name, str):
+    if type(name) is not str and is_poutine_validation_enabled() and not isinstance(name, str):
         raise TypeError(f"sample site names must be str, got {type(name).__name__} {name!r}")
     infer = {} if infer is None else infer.copy()
     msg = new_message("sample", name, fn, args, kwargs, obs, obs is not None, infer)
-    _apply(stack, msg)
+    apply_stack(msg, stack)
     return msg["value"]
 
 
 def _masked_observe(name, fn, obs, obs_mask, *args, **kwargs):
-    from ember import poutine
-
     if not isinstance(obs_mask, torch.Tensor) or obs_mask.dtype != torch.bool:
         raise TypeError(f"site {name!r}: obs_mask must be a bool tensor, got {obs_mask!r}")
     if obs is None:
         raise ValueError(f"site {name!r}: obs_mask was given without obs")
     event_dim = getattr(fn, "event_dim", len(getattr(fn, "event_shape", ())))
     batch_mask = obs_mask.reshape(obs_mask.shape + (1,) * event_dim)
-    with poutine.mask(mask=~obs_mask):
+    with MaskMessenger(mask=~obs_mask):
         unobserved = sample(f"{name}_unobserved", fn, *args, **kwargs)
     # Entries that are not observed (often NaN) take the in-support unobserved draw, so
     # validation of the observed site passes; their log-density is masked out anyway.
     filled = torch.where(batch_mask, obs, unobserved.detach())
-    with poutine.mask(mask=obs_mask):
+    with MaskMessenger(mask=obs_mask):
         observed = sample(f"{name}_observed", fn, *args, obs=filled, **kwargs)
     value = torch.where(batch_mask, observed, unobserved)
     return deterministic(name, value, event_dim=event_dim)
@@ -209,8 +224,6 @@ def deterministic(name: str, value: torch.Tensor, event_dim: int | None = None) 
         >>> tr.nodes["d"]["value"], tr.nodes["d"]["infer"]["_deterministic"]
         (tensor([1., 1.]), True)
     """
-    from ember.distributions.delta import Delta
-
     event_dim = value.dim() if event_dim is None else event_dim
     return sample(
         name,
@@ -327,7 +340,9 @@ def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = F
     """Register the parameters of ``nn_module`` in the param store as ``name$$$param``.
 
     With ``update_module_params=True`` the module's parameters are replaced
-    by the store's values (e.g. after loading a saved store).
+    by the store's values (e.g. after loading a saved store). Parameters with
+    ``requires_grad=False`` are not registered (with a warning while the
+    module is in training mode).
 
     Example::
 
@@ -337,11 +352,27 @@ def module(name: str, nn_module: torch.nn.Module, update_module_params: bool = F
         >>> sorted(ember.get_param_store().keys())
         ['net$$$bias', 'net$$$weight']
     """
-    if not hasattr(nn_module, "named_parameters"):
-        raise TypeError(f"module {name!r}: expected a torch.nn.Module, got {type(nn_module)}")
+    if inspect.isclass(nn_module) or not hasattr(nn_module, "named_parameters"):
+        raise TypeError(
+            f"module {name!r}: expected a torch.nn.Module instance, got {nn_module!r}"
+            + (" (a class: construct it first)" if inspect.isclass(nn_module) else "")
+        )
+    if MODULE_NAMESPACE_DIVIDER in name:
+        raise ValueError(
+            f"module name {name!r} contains {MODULE_NAMESPACE_DIVIDER!r}, the separator of "
+            "module and parameter names; choose another name"
+        )
     target = {}
     for param_name, param_value in nn_module.named_parameters():
         if not param_value.requires_grad:
+            if nn_module.training:
+                warnings.warn(
+                    f"module {name!r}: parameter {param_name!r} was not registered in the param "
+                    "store because requires_grad=False (call module.train(False) to silence "
+                    "this warning)",
+                    UserWarning,
+                    stacklevel=2,
+                )
             continue
         full_name = param_with_module_name(name, param_name)
         returned = param(full_name, param_value)
@@ -374,8 +405,6 @@ def random_module(name: str, nn_module: torch.nn.Module, prior, *args, **kwargs)
         >>> sorted(n for n in tr.stochastic_nodes)
         ['net$$$bias', 'net$$$weight']
     """
-    from ember import poutine
-
     warn_once(
         "random_module",
         "ember.random_module is deprecated; place priors on module parameters with "
@@ -383,7 +412,7 @@ def random_module(name: str, nn_module: torch.nn.Module, prior, *args, **kwargs)
     )
     if not hasattr(nn_module, "parameters"):
         raise TypeError(f"random_module {name!r}: expected a torch.nn.Module")
-    lifted = poutine.lift(module, prior=prior)
+    lifted = LiftMessenger(prior=prior)(module)
 
     def _fn():
         nn_copy = copy.deepcopy(nn_module)
@@ -407,35 +436,6 @@ def barrier(data: torch.Tensor) -> torch.Tensor:
 @effectful(type="barrier")
 def _barrier(data):
     return data
-
-
-def enable_validation(is_validate: bool = True) -> None:
-    """Turn validation on or off (see :func:`ember.util.enable_validation`).
-
-    Example::
-
-        >>> import ember
-        >>> ember.enable_validation(True); ember.validation_enabled is not None
-        True
-    """
-    from ember.util import enable_validation as _enable
-
-    _enable(is_validate)
-
-
-def get_plates():
-    """The plates in scope, outermost first (see :func:`ember.poutine.runtime.get_plates`).
-
-    Example::
-
-        >>> import ember
-        >>> with ember.plate("a", 2):
-        ...     [f.name for f in ember.primitives.get_plates()]
-        ['a']
-    """
-    from ember.poutine.runtime import get_plates as _get_plates
-
-    return _get_plates()
 
 
 @contextmanager

@@ -70,23 +70,33 @@ def context(**kwargs):
         set(**old)
 
 
-def register(alias: str, modulename: str, varname: str, default: Any = None):
+def register(alias: str, modulename: str, varname: str, validator: Optional[Callable] = None):
     """Register a setting stored at ``modulename.varname`` (a dotted path).
 
-    Used as a decorator on a validator ``fn(value)`` that raises on bad values,
-    or called directly (then it returns a no-op decorator result). ``default``,
-    when given, is stored immediately.
+    Call it in the module that holds the value. ``validator(value)``, when given,
+    raises on a bad value; it checks the current value at once and every value
+    passed to :func:`set` or :func:`context`. Used as a decorator (without
+    ``validator``) it registers the decorated function as the validator.
+
+    Example::
+
+        >>> from ember import settings
+        >>> import ember.util  # registers the validation settings
+        >>> settings.registered()["validate_poutine"]
+        ('ember.util', '_POUTINE_VALIDATION_ENABLED')
     """
+    if not isinstance(alias, str) or not alias.isidentifier():
+        raise ValueError(f"a setting's alias must be a Python identifier, got {alias!r}")
     if alias in _REGISTRY and _REGISTRY[alias][:2] != (modulename, varname):
         raise ValueError(f"setting {alias!r} is already registered for {_REGISTRY[alias][:2]}")
-
-    def decorator(validator):
-        _REGISTRY[alias] = (modulename, varname, validator)
-        if default is not None:
-            set(**{alias: default})
+    _REGISTRY[alias] = (modulename, varname, validator)
+    if validator is not None:
+        validator(get(alias))
         return validator
 
-    _REGISTRY[alias] = (modulename, varname, None)
+    def decorator(fn: Callable) -> Callable:
+        return register(alias, modulename, varname, fn)
+
     return decorator
 
 

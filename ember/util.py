@@ -1,48 +1,123 @@
 """Bottom-layer utilities shared by every part of ember.
 
-Holds the one validation switch that distributions, the runtime and inference
-all read, and :func:`set_rng_seed` for reproducible runs.
+Holds the validation switches that distributions, the runtime and inference
+read; the random-number state helpers; and the small numeric and warning
+helpers Pyro programs import from ``pyro.util`` (:func:`torch_isnan`,
+:func:`warn_if_nan`, :func:`ignore_jit_warnings`, :class:`optional`, ...).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
+import sys
+import timeit
 import warnings
+from contextlib import contextmanager
+from typing import Any, Dict, List
 
 import torch
 
-_VALIDATION_ENABLED = True
+from ember import settings
+
+try:
+    import numpy as np
+except ImportError:  # numpy is optional at this layer
+    np = None
+
+__all__ = [
+    "ExperimentalWarning",
+    "enable_validation",
+    "get_rng_state",
+    "ignore_experimental_warning",
+    "ignore_jit_warnings",
+    "is_infer_validation_enabled",
+    "is_poutine_validation_enabled",
+    "is_validation_enabled",
+    "jit_iter",
+    "optional",
+    "set_rng_seed",
+    "set_rng_state",
+    "timed",
+    "torch_float",
+    "torch_isinf",
+    "torch_isnan",
+    "validation_enabled",
+    "warn_if_inf",
+    "warn_if_nan",
+    "warn_once",
+]
+
+# The validation switches, one per part of ember (each is also a setting, see below).
+_VALIDATION_ENABLED = True  # distributions' own checks ("validate_distributions_pyro")
+_POUTINE_VALIDATION_ENABLED = True  # handler and plate checks ("validate_poutine")
+_INFER_VALIDATION_ENABLED = True  # inference checks ("validate_infer")
 _WARNED = set()
+
+
+def _check_bool(value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"a validation setting must be True or False, got {value!r}")
+
+
+settings.register("validate_distributions_pyro", __name__, "_VALIDATION_ENABLED", _check_bool)
+settings.register(
+    "validate_distributions_torch",
+    "torch.distributions.distribution",
+    "Distribution._validate_args",
+    _check_bool,
+)
+settings.register("validate_poutine", __name__, "_POUTINE_VALIDATION_ENABLED", _check_bool)
+settings.register("validate_infer", __name__, "_INFER_VALIDATION_ENABLED", _check_bool)
 
 
 def enable_validation(is_validate: bool = True) -> None:
     """Turn argument and shape validation on or off, everywhere at once.
 
     Validation is on by default. It checks distribution parameters and values
-    against their constraints and site shapes against the plates in scope.
-    Turning it off removes those checks (and their host syncs) from the hot
-    path.
+    against their constraints (ember's and torch's distributions), site shapes
+    against the plates in scope, and inference's assumptions about models and
+    guides. Turning it off removes those checks (and their host syncs) from the
+    hot path. The settings ``validate_distributions_pyro``,
+    ``validate_distributions_torch``, ``validate_poutine`` and
+    ``validate_infer`` (:mod:`ember.settings`) switch each part alone.
 
     Example::
 
         >>> import ember
         >>> ember.enable_validation(False)
-        >>> ember.util.is_validation_enabled()
-        False
+        >>> ember.util.is_validation_enabled(), ember.settings.get("validate_poutine")
+        (False, False)
         >>> ember.enable_validation(True)
     """
-    global _VALIDATION_ENABLED
-    _VALIDATION_ENABLED = bool(is_validate)
-    torch.distributions.Distribution.set_default_validate_args(bool(is_validate))
+    global _VALIDATION_ENABLED, _POUTINE_VALIDATION_ENABLED, _INFER_VALIDATION_ENABLED
+    flag = bool(is_validate)
+    _VALIDATION_ENABLED = _POUTINE_VALIDATION_ENABLED = _INFER_VALIDATION_ENABLED = flag
+    torch.distributions.Distribution.set_default_validate_args(flag)
 
 
 def is_validation_enabled() -> bool:
-    """Whether ember validates arguments and shapes (see :func:`enable_validation`)."""
+    """Whether ember's distributions validate their arguments and values
+    (the ``validate_distributions_pyro`` setting; see :func:`enable_validation`)."""
     return _VALIDATION_ENABLED
 
 
+def is_poutine_validation_enabled() -> bool:
+    """Whether handlers and plates check site shapes and handler arguments
+    (the ``validate_poutine`` setting; see :func:`enable_validation`)."""
+    return _POUTINE_VALIDATION_ENABLED
+
+
+def is_infer_validation_enabled() -> bool:
+    """Whether inference checks its models and guides (the ``validate_infer``
+    setting; see :func:`enable_validation`)."""
+    return _INFER_VALIDATION_ENABLED
+
+
 class validation_enabled:
-    """Context manager that sets validation on (or off) inside its block.
+    """Context manager that sets every validation switch on (or off) inside its block,
+    restoring each switch after.
 
     Example::
 
@@ -50,18 +125,29 @@ class validation_enabled:
         >>> with ember.util.validation_enabled(False):
         ...     ember.util.is_validation_enabled()
         False
+        >>> ember.util.is_validation_enabled()
+        True
     """
 
     def __init__(self, is_validate: bool = True):
         self.is_validate = is_validate
 
     def __enter__(self):
-        self._old = _VALIDATION_ENABLED
+        self._old = (
+            _VALIDATION_ENABLED,
+            _POUTINE_VALIDATION_ENABLED,
+            _INFER_VALIDATION_ENABLED,
+            torch.distributions.Distribution._validate_args,
+        )
         enable_validation(self.is_validate)
         return self
 
     def __exit__(self, *exc):
-        enable_validation(self._old)
+        global _VALIDATION_ENABLED, _POUTINE_VALIDATION_ENABLED, _INFER_VALIDATION_ENABLED
+        _VALIDATION_ENABLED, _POUTINE_VALIDATION_ENABLED, _INFER_VALIDATION_ENABLED, torch_flag = (
+            self._old
+        )
+        torch.distributions.Distribution.set_default_validate_args(torch_flag)
         return False
 
 
@@ -78,11 +164,34 @@ def set_rng_seed(rng_seed: int) -> None:
     """
     torch.manual_seed(rng_seed)
     random.seed(rng_seed)
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional at this layer
-        return
-    np.random.seed(rng_seed)
+    if np is not None:
+        np.random.seed(rng_seed)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The state of torch's, Python's and NumPy's (when installed) generators,
+    for :func:`set_rng_state`.
+
+    Example::
+
+        >>> import torch
+        >>> state = get_rng_state(); a = torch.rand(2)
+        >>> set_rng_state(state); b = torch.rand(2)
+        >>> bool((a == b).all())
+        True
+    """
+    state = {"torch": torch.get_rng_state(), "random": random.getstate()}
+    if np is not None:
+        state["numpy"] = np.random.get_state()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore generator states saved by :func:`get_rng_state` (NumPy's only when saved)."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["random"])
+    if "numpy" in state and np is not None:
+        np.random.set_state(state["numpy"])
 
 
 def warn_once(key: str, message: str, category=FutureWarning, stacklevel: int = 3) -> None:
@@ -91,6 +200,249 @@ def warn_once(key: str, message: str, category=FutureWarning, stacklevel: int = 
         return
     _WARNED.add(key)
     warnings.warn(message, category, stacklevel=stacklevel)
+
+
+# ------------------------------------------------------------ numeric checks
+def torch_isnan(x):
+    """Whether ``x`` (a number, or any entry of a tensor) is NaN.
+
+    Returns a bool for a number and a 0-dim bool tensor for a tensor (no host sync).
+
+    Example::
+
+        >>> import torch
+        >>> torch_isnan(float("nan")), torch_isnan(torch.tensor([1.0, float("nan")]))
+        (True, tensor(True))
+    """
+    if isinstance(x, numbers.Number):
+        return x != x
+    return torch.isnan(x).any()
+
+
+def torch_isinf(x):
+    """Whether ``x`` (a number, or any entry of a tensor) is +inf or -inf.
+
+    Example::
+
+        >>> import torch
+        >>> torch_isinf(-math.inf), torch_isinf(torch.tensor([0.0, 1.0]))
+        (True, tensor(False))
+    """
+    if isinstance(x, numbers.Number):
+        return x == math.inf or x == -math.inf
+    return torch.isinf(x).any()
+
+
+def _caller_location(filename, lineno, depth: int = 2):
+    """Where a warning about a value should point: the given place, else the caller's caller."""
+    if filename is not None:
+        return filename, lineno if lineno is not None else 1
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # a shallower stack than expected
+        return "sys", 1
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def _suffix(msg: str) -> str:
+    return f": {msg}" if msg else "."
+
+
+def warn_if_nan(value, msg: str = "", *, filename: str | None = None, lineno: int | None = None):
+    """Warn (``UserWarning``) if ``value`` contains a NaN; for a tensor that requires
+    grad, also warn if its gradient does. Returns ``value`` unchanged.
+
+    The warning points at the caller (or at ``filename``/``lineno`` when given).
+
+    Example::
+
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     _ = warn_if_nan(float("nan"), "loss")
+        >>> str(w[0].message)
+        'Encountered NaN: loss'
+    """
+    filename, lineno = _caller_location(filename, lineno)
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        value.register_hook(
+            lambda grad: warn_if_nan(grad, "backward " + msg, filename=filename, lineno=lineno)
+        )
+    if torch_isnan(value):
+        warnings.warn_explicit(f"Encountered NaN{_suffix(msg)}", UserWarning, filename, lineno)
+    return value
+
+
+def warn_if_inf(
+    value,
+    msg: str = "",
+    allow_posinf: bool = False,
+    allow_neginf: bool = False,
+    *,
+    filename: str | None = None,
+    lineno: int | None = None,
+):
+    """Warn (``UserWarning``) if ``value`` contains +inf (unless ``allow_posinf``) or
+    -inf (unless ``allow_neginf``); for a tensor that requires grad, also check its
+    gradient. Returns ``value`` unchanged.
+
+    Example::
+
+        >>> import math, warnings
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     _ = warn_if_inf(-math.inf, "x", allow_neginf=True)
+        ...     _ = warn_if_inf(-math.inf, "x")
+        >>> [str(m.message) for m in w]
+        ['Encountered -inf: x']
+    """
+    filename, lineno = _caller_location(filename, lineno)
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        value.register_hook(
+            lambda grad: warn_if_inf(
+                grad,
+                "backward " + msg,
+                allow_posinf,
+                allow_neginf,
+                filename=filename,
+                lineno=lineno,
+            )
+        )
+    for sign, allowed in (("+", allow_posinf), ("-", allow_neginf)):
+        if allowed:
+            continue
+        target = math.inf if sign == "+" else -math.inf
+        found = value == target if isinstance(value, numbers.Number) else (value == target).any()
+        if found:
+            warnings.warn_explicit(
+                f"Encountered {sign}inf{_suffix(msg)}", UserWarning, filename, lineno
+            )
+    return value
+
+
+def torch_float(x):
+    """``x`` as floating point: ``x.float()`` for a tensor, ``float(x)`` for a number.
+
+    Example::
+
+        >>> import torch
+        >>> torch_float(3), torch_float(torch.tensor([1, 2]))
+        (3.0, tensor([1., 2.]))
+    """
+    return x.float() if isinstance(x, torch.Tensor) else float(x)
+
+
+# ----------------------------------------------------------- JIT and warnings
+@contextmanager
+def ignore_jit_warnings(filter=None):
+    """Silence ``torch.jit.TracerWarning`` s while tracing with the JIT (a no-op otherwise).
+
+    ``filter`` limits this to warnings whose message matches one of its entries:
+    a message regex, or a ``(message regex, warning class)`` pair. Works as a
+    context manager and as a decorator.
+
+    Example::
+
+        >>> with ignore_jit_warnings(["Converting a tensor to a Python boolean"]):
+        ...     pass
+    """
+    if not torch._C._get_tracing_state():
+        yield
+        return
+    with warnings.catch_warnings():
+        if filter is None:
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        else:
+            for entry in filter:
+                message, category = (
+                    entry if isinstance(entry, tuple) else (entry, torch.jit.TracerWarning)
+                )
+                warnings.filterwarnings("ignore", message=message, category=category)
+        yield
+
+
+def jit_iter(tensor: torch.Tensor) -> List[torch.Tensor]:
+    """The slices ``list(tensor)`` along the first dim, without the JIT's warnings about
+    iterating over a tensor.
+
+    Example::
+
+        >>> import torch
+        >>> jit_iter(torch.tensor([1, 2]))
+        [tensor(1), tensor(2)]
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Iterating over a tensor")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        return list(tensor)
+
+
+class optional:
+    """Enter ``context_manager`` only when ``condition`` holds.
+
+    Example::
+
+        >>> import ember
+        >>> for use_plate in (True, False):
+        ...     with optional(ember.plate("p", 3), use_plate):
+        ...         print(len(ember.poutine.runtime.get_plates()))
+        1
+        0
+    """
+
+    def __init__(self, context_manager, condition):
+        self.context_manager = context_manager
+        self.condition = condition
+
+    def __enter__(self):
+        if self.condition:
+            return self.context_manager.__enter__()
+        return None
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if self.condition:
+            return self.context_manager.__exit__(exc_type, exc_value, traceback)
+        return False
+
+
+class ExperimentalWarning(UserWarning):
+    """Warns that a feature is experimental: its interface may still change."""
+
+
+@contextmanager
+def ignore_experimental_warning():
+    """Silence :class:`ExperimentalWarning` inside the block.
+
+    Example::
+
+        >>> import warnings
+        >>> with ignore_experimental_warning():
+        ...     warnings.warn("new", ExperimentalWarning)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        yield
+
+
+class timed:
+    """Context manager that measures the wall time of its block in ``elapsed`` (seconds).
+
+    Example::
+
+        >>> with timed() as t:
+        ...     _ = sum(range(1000))
+        >>> t.elapsed >= 0
+        True
+    """
+
+    def __enter__(self):
+        self.start = timeit.default_timer()
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.end = timeit.default_timer()
+        self.elapsed = self.end - self.start
+        return False
 
 
 enable_validation(True)

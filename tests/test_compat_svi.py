@@ -357,8 +357,9 @@ def test_pyro_style_names_and_kwargs():
     posterior = pyro.infer.Importance(model, guide=guide, num_samples=50).run(data=data)
     assert pyro.infer.EmpiricalMarginal(posterior, "mu").sample().shape == ()
     out = pyro.infer.Predictive(model, guide=guide, num_samples=7)(data=data)
-    # as in Pyro: by default every site the guide did not sample (x keeps its data)
-    assert set(out) == {"x"}
+    # as in Pyro: with a guide, every sample site by default (x keeps its data)
+    assert set(out) == {"mu", "x"}
+    assert out["mu"].shape == (7, 1)
     assert torch.equal(out["x"], data.expand(7, 2))
     out = pyro.infer.Predictive(model, guide=guide, num_samples=7, return_sites=["mu"])(data=data)
     assert out["mu"].shape == (7, 1)

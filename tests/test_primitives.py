@@ -189,3 +189,34 @@ def test_validation_toggle_and_exports():
         "set_rng_seed",
     ):
         assert hasattr(ember, name), name
+
+
+def test_module_warns_about_frozen_parameters_while_training():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x = torch.nn.Parameter(torch.zeros(1))
+            self.y = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    with pytest.warns(UserWarning, match="'y' was not registered.*requires_grad=False"):
+        ember.module("net", Net())
+    assert sorted(ember.get_param_store().keys()) == ["net$$$x"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ember.module("net2", Net().train(False))
+    assert "net2$$$y" not in ember.get_param_store()
+
+
+def test_module_rejects_classes_and_names_with_the_separator():
+    with pytest.raises(TypeError, match="a class: construct it first"):
+        ember.module("net", torch.nn.Linear)
+    with pytest.raises(ValueError, match=r"contains '\$\$\$'"):
+        ember.module("a$$$b", torch.nn.Linear(1, 1))
+
+
+def test_get_param_store_has_one_home():
+    from ember.params import param_store
+
+    assert ember.get_param_store is param_store.get_param_store
+    assert ember.params.get_param_store is param_store.get_param_store
+    assert ember.poutine.runtime._PYRO_PARAM_STORE is ember.get_param_store()

@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+import torch
+
+import ember
 from ember.demo.common import DemoConfig, DemoResult, pyplot
 
 __all__ = ["DEMOS", "main", "run_demos"]
@@ -101,9 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     --quick --only sprinkler``; ``main(["--help"])`` lists the options.
     """
     args = _parser().parse_args(argv)
-    import torch
-
-    import ember
 
     if args.threads < 1:
         raise SystemExit(f"--threads must be at least 1, got {args.threads}")

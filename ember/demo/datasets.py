@@ -12,7 +12,14 @@ from typing import Dict, List, Tuple
 
 import torch
 
-__all__ = ["data_path", "load_eight_schools", "load_iris", "load_digits", "train_test_split"]
+__all__ = [
+    "data_path",
+    "load_diabetes",
+    "load_digits",
+    "load_eight_schools",
+    "load_iris",
+    "train_test_split",
+]
 
 _DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -100,6 +107,27 @@ def load_digits(dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
     _, rows = _read_rows("digits.csv")
     values = torch.tensor([[int(v) for v in r] for r in rows])
     return {"images": values[:, :64].to(dtype), "labels": values[:, 64]}
+
+
+def load_diabetes(dtype: torch.dtype = torch.float32) -> Dict[str, object]:
+    """The diabetes data (Efron, Hastie, Johnstone and Tibshirani 2004, "Least Angle
+    Regression"): ten baseline measurements of 442 patients and a measure of disease
+    progression one year later, in the original units.
+
+    :return: a dict with ``"data"`` (shape ``(442, 10)``: age, sex, bmi, bp and six
+        blood serum measurements s1..s6), ``"features"`` (their names) and
+        ``"target"`` (shape ``(442,)``).
+
+    Example::
+
+        >>> from ember.demo.datasets import load_diabetes
+        >>> d = load_diabetes()
+        >>> d["data"].shape, d["features"][:4], d["target"][:3].tolist()
+        (torch.Size([442, 10]), ['age', 'sex', 'bmi', 'bp'], [151.0, 75.0, 141.0])
+    """
+    header, rows = _read_rows("diabetes.csv")
+    values = torch.tensor([[float(v) for v in r] for r in rows], dtype=dtype)
+    return {"data": values[:, :10], "features": header[:10], "target": values[:, 10]}
 
 
 def train_test_split(n: int, num_test: int, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from ember.distributions.torch_distribution import (
     TorchDistribution,
     TorchDistributionMixin,
 )
-from ember.util import enable_validation, is_validation_enabled
+from ember.util import enable_validation, is_validation_enabled, validation_enabled
 
 __all__ = [
     "Distribution",
@@ -33,12 +33,13 @@ __all__ = [
     "constraints",
     "enable_validation",
     "is_validation_enabled",
+    "validation_enabled",
     "kl_divergence",
     "register_kl",
     "transform_to",
 ] + list(_torch_all)
 
-# Transforms and normalizing flows (issue 4).
+# Transforms and normalizing flows.
 from ember.distributions import transforms
 from ember.distributions.transforms import (
     AffineAutoregressive,
@@ -86,19 +87,19 @@ __all__ += [
     "SpanningTree",
 ]
 
-# Ember's own families: point mass, empirical, conjugate compounds, inverse gamma, LKJ,
-# von Mises, rejection sampling and straight-through relaxations (override torch wrappers).
+# Ember's own families: point mass, empirical, conjugate compounds, LKJ, von Mises on
+# the sphere, rejection sampling and straight-through relaxations. (InverseGamma and
+# VonMises are wrappers of torch's classes: they come with ember.distributions.torch.)
 from ember.distributions.conjugate import BetaBinomial, DirichletMultinomial, GammaPoisson
 from ember.distributions.delta import Delta
 from ember.distributions.empirical import Empirical
-from ember.distributions.inverse_gamma import InverseGamma
 from ember.distributions.lkj import LKJCorrCholesky
 from ember.distributions.rejector import Rejector
 from ember.distributions.relaxed_straight_through import (
     RelaxedBernoulliStraightThrough,
     RelaxedOneHotCategoricalStraightThrough,
 )
-from ember.distributions.von_mises import VonMises, VonMises3D
+from ember.distributions.von_mises_3d import VonMises3D
 
 __all__ += [
     "BetaBinomial",

@@ -60,13 +60,13 @@ class _AVFSample(torch.autograd.Function):
             with torch.enable_grad():
                 cv = control_var.detach().requires_grad_()
                 per_sample = _per_sample_tril_grads(g, eps, scale_tril.detach(), cv)
-                second_moment = per_sample.pow(2).sum()
+                second_moment = per_sample.tril().pow(2).sum()  # of the entries used
                 (grad_cv,) = torch.autograd.grad(second_moment, [cv])
             per_sample = per_sample.detach()
         elif ctx.needs_input_grad[1]:
             per_sample = _per_sample_tril_grads(g, eps, scale_tril, control_var)
         if ctx.needs_input_grad[1]:
-            grad_tril = per_sample.sum(0)
+            grad_tril = per_sample.sum(0).tril()  # the upper triangle is structurally zero
         return grad_loc, grad_tril, grad_cv, None
 
 
@@ -151,6 +151,6 @@ class AVFMultivariateNormal(MultivariateNormal):
         return TorchDistributionMixin.expand(self, batch_shape, _instance)
 
     def rsample(self, sample_shape=_EMPTY):
-        shape = self._extended_shape(sample_shape)
+        shape = self.shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return _AVFSample.apply(self.loc, self._unbroadcasted_scale_tril, self.control_var, eps)

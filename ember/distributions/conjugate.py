@@ -13,6 +13,7 @@ from torch.distributions.utils import broadcast_all
 from ember.distributions.torch import Beta, Dirichlet, Gamma
 from ember.distributions.torch_distribution import TorchDistribution
 from ember.distributions.util import broadcast_shape
+from ember.distributions.validation import fresh_instance
 
 __all__ = ["BetaBinomial", "DirichletMultinomial", "GammaPoisson"]
 
@@ -84,7 +85,7 @@ class BetaBinomial(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(BetaBinomial, _instance)
+        new = fresh_instance(self, BetaBinomial, _instance)
         new._beta = self._beta.expand(batch_shape)
         new.total_count = self.total_count.expand(batch_shape)
         return _finish_expand(new, self, batch_shape)
@@ -192,7 +193,7 @@ class DirichletMultinomial(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(DirichletMultinomial, _instance)
+        new = fresh_instance(self, DirichletMultinomial, _instance)
         new.concentration = self.concentration.expand(batch_shape + self.event_shape)
         new.total_count = self.total_count.expand(batch_shape)
         new.is_sparse = self.is_sparse
@@ -280,7 +281,7 @@ class GammaPoisson(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(GammaPoisson, _instance)
+        new = fresh_instance(self, GammaPoisson, _instance)
         new._gamma = self._gamma.expand(batch_shape)
         return _finish_expand(new, self, batch_shape)
 

@@ -29,6 +29,7 @@ __all__ = list(_torch_all) + [
     "corr_cholesky_constraint",
     "corr_matrix",
     "integer",
+    "lenient_corr_cholesky",
     "ordered_vector",
     "positive_ordered_vector",
     "softplus_lower_cholesky",
@@ -141,7 +142,26 @@ class _CorrMatrix(Constraint):
         return "CorrMatrix()"
 
 
+class _LenientCorrCholesky(_tc._CorrCholesky):
+    """Cholesky factors of correlation matrices: lower triangular, positive diagonal,
+    rows of unit Euclidean norm up to ``1e-4``.
+
+    torch's ``corr_cholesky`` demands row norms within a few machine epsilons of
+    one; factors typed with eight digits, or computed in single precision and
+    checked in double precision, fail it. This is the support of
+    :class:`~ember.distributions.LKJCholesky`, whose values users often type.
+    """
+
+    def check(self, value):
+        unit_rows = (torch.linalg.vector_norm(value.detach(), dim=-1) - 1).abs() <= 1e-4
+        return _tc.lower_cholesky.check(value) & unit_rows.all(-1)
+
+    def __repr__(self):
+        return "LenientCorrCholesky()"
+
+
 corr_cholesky_constraint = _tc.corr_cholesky
+lenient_corr_cholesky = _LenientCorrCholesky()
 corr_matrix = _CorrMatrix()
 integer = _Integer()
 ordered_vector = _OrderedVector()
@@ -275,6 +295,12 @@ def _to_softplus_lower_cholesky(constraint):
 @transform_to.register(_UnitLowerCholesky)
 def _to_unit_lower_cholesky(constraint):
     return _UnitLowerCholeskyTransform()
+
+
+@biject_to.register(_LenientCorrCholesky)
+@transform_to.register(_LenientCorrCholesky)
+def _to_lenient_corr_cholesky(constraint):
+    return _tt.CorrCholeskyTransform()
 
 
 @biject_to.register(_CorrMatrix)

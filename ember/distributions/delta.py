@@ -18,9 +18,9 @@ from ember.distributions.torch_distribution import (
     ExpandedDistribution,
     MaskedDistribution,
     TorchDistribution,
-    enable_fast_validation,
 )
 from ember.distributions.util import broadcast_shape, scale_and_mask, sum_rightmost
+from ember.distributions.validation import enable_fast_validation, fresh_instance
 
 __all__ = ["Delta"]
 
@@ -113,7 +113,7 @@ class Delta(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(Delta, _instance)
+        new = fresh_instance(self, Delta, _instance)
         new.v = self.v.expand(batch_shape + self.event_shape)
         new.log_density = self.log_density.expand(batch_shape)
         super(Delta, new).__init__(batch_shape, self.event_shape, validate_args=False)

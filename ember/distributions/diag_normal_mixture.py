@@ -100,7 +100,20 @@ def _implicit_logits_grad(g, x, log_dens, log_pi, coord_scale):
     return -torch.einsum("nj,nkj->k", lam, dF_dlogits)
 
 
-def _check_rank(name, value, dim):
+def check_parameter_rank(name: str, value, dim: int) -> None:
+    """Raise unless the unbatched mixture parameter ``value`` is a tensor with ``dim`` dims.
+
+    A TypeError for anything but a tensor, a ValueError naming ``name`` and the
+    shape otherwise (batches of mixtures come from ``.expand()``).
+
+    Example::
+
+        >>> check_parameter_rank("locs", torch.zeros(3, 2), 2)
+        >>> check_parameter_rank("locs", torch.zeros(2), 2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: locs must have 2 dim(s) (batched parameters are not supported), ...
+    """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() != dim:
@@ -108,6 +121,27 @@ def _check_rank(name, value, dim):
             f"{name} must have {dim} dim(s) (batched parameters are not supported), "
             f"got shape {tuple(value.shape)}; use .expand() for a batch of mixtures"
         )
+
+
+def rsample_diag_normal_mixture(locs, coord_scale, component_logits, sample_shape=_EMPTY):
+    """Draw ``sample_shape`` points of the mixture of diagonal normals with pathwise gradients.
+
+    Component ``k`` (chosen with weight ``softmax(component_logits)_k``) is
+    ``N(locs[k], diag(coord_scale[k] ** 2))``; ``locs`` and ``coord_scale`` are
+    ``K x D``. Gradients with respect to all three parameters follow the
+    transport-equation velocity fields described in this module's docstring.
+
+    Example::
+
+        >>> locs = torch.zeros(2, 3, requires_grad=True)
+        >>> z = rsample_diag_normal_mixture(locs, torch.ones(2, 3), torch.zeros(2), (4,))
+        >>> z.shape, z.requires_grad
+        (torch.Size([4, 3]), True)
+    """
+    sample_shape = torch.Size(sample_shape)
+    which = torch.distributions.Categorical(logits=component_logits).sample(sample_shape)
+    eps = torch.randn(sample_shape + locs.shape[-1:], dtype=locs.dtype, device=locs.device)
+    return _MixtureOfDiagNormalsSample.apply(locs, coord_scale, component_logits, which, eps)
 
 
 class MixtureOfDiagNormals(TorchDistribution):
@@ -147,9 +181,9 @@ class MixtureOfDiagNormals(TorchDistribution):
         component_logits: torch.Tensor,
         validate_args=None,
     ):
-        _check_rank("locs", locs, 2)
-        _check_rank("coord_scale", coord_scale, 2)
-        _check_rank("component_logits", component_logits, 1)
+        check_parameter_rank("locs", locs, 2)
+        check_parameter_rank("coord_scale", coord_scale, 2)
+        check_parameter_rank("component_logits", component_logits, 1)
         K, D = locs.shape
         if coord_scale.shape != locs.shape:
             raise ValueError(
@@ -201,13 +235,8 @@ class MixtureOfDiagNormals(TorchDistribution):
         return torch.logsumexp(log_pi + log_dens.sum(-1), dim=-1)
 
     def rsample(self, sample_shape=_EMPTY):
-        sample_shape = torch.Size(sample_shape)
-        which = torch.distributions.Categorical(logits=self.component_logits).sample(sample_shape)
-        eps = torch.randn(
-            sample_shape + (self.dim,), dtype=self.locs.dtype, device=self.locs.device
-        )
-        return _MixtureOfDiagNormalsSample.apply(
-            self.locs, self.coord_scale, self.component_logits, which, eps
+        return rsample_diag_normal_mixture(
+            self.locs, self.coord_scale, self.component_logits, sample_shape
         )
 
     def sample(self, sample_shape=_EMPTY):

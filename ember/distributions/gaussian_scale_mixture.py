@@ -16,7 +16,10 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
-from ember.distributions.diag_normal_mixture import _check_rank, _MixtureOfDiagNormalsSample
+from ember.distributions.diag_normal_mixture import (
+    check_parameter_rank,
+    rsample_diag_normal_mixture,
+)
 from ember.distributions.torch_distribution import TorchDistribution
 
 _EMPTY = torch.Size()
@@ -60,9 +63,9 @@ class GaussianScaleMixture(TorchDistribution):
         component_scale: torch.Tensor,
         validate_args=None,
     ):
-        _check_rank("coord_scale", coord_scale, 1)
-        _check_rank("component_logits", component_logits, 1)
-        _check_rank("component_scale", component_scale, 1)
+        check_parameter_rank("coord_scale", coord_scale, 1)
+        check_parameter_rank("component_logits", component_logits, 1)
+        check_parameter_rank("component_scale", component_scale, 1)
         if component_scale.shape != component_logits.shape:
             raise ValueError(
                 "component_scale and component_logits must both have shape (K,), got "
@@ -116,12 +119,9 @@ class GaussianScaleMixture(TorchDistribution):
         return torch.logsumexp(log_pi + log_comp, dim=-1) - norm
 
     def rsample(self, sample_shape=_EMPTY):
-        sample_shape = torch.Size(sample_shape)
         scales = self._scales()
-        which = torch.distributions.Categorical(logits=self.component_logits).sample(sample_shape)
-        eps = torch.randn(sample_shape + (self.dim,), dtype=scales.dtype, device=scales.device)
         locs = scales.new_zeros(()).expand(scales.shape)
-        return _MixtureOfDiagNormalsSample.apply(locs, scales, self.component_logits, which, eps)
+        return rsample_diag_normal_mixture(locs, scales, self.component_logits, sample_shape)
 
     def sample(self, sample_shape=_EMPTY):
         with torch.no_grad():

@@ -25,7 +25,9 @@ import math
 import torch
 from torch.distributions.kl import kl_divergence, register_kl
 
-from ember.distributions.torch import Independent, MultivariateNormal
+from ember.distributions.delta import Delta
+from ember.distributions.torch import MultivariateNormal
+from ember.distributions.torch_distribution import Independent
 from ember.distributions.util import sum_rightmost
 
 __all__ = ["kl_divergence", "register_kl"]
@@ -59,8 +61,6 @@ def _kl_independent_delta(p, q):
 
 @register_kl(Independent, MultivariateNormal)
 def _kl_diag_normal_mvn(p, q):
-    from ember.distributions.delta import Delta  # delta imports this package's wrappers
-
     if isinstance(p.base_dist, Delta):
         if p.event_shape != q.event_shape:
             raise ValueError(

@@ -24,6 +24,7 @@ from torch.distributions import constraints
 
 from ember.distributions.torch import Beta
 from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.validation import fresh_instance
 
 __all__ = ["LKJCorrCholesky"]
 
@@ -81,7 +82,7 @@ class LKJCorrCholesky(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(LKJCorrCholesky, _instance)
+        new = fresh_instance(self, LKJCorrCholesky, _instance)
         new.d = self.d
         new.eta = self.eta.expand(batch_shape)
         TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)

@@ -82,6 +82,11 @@ class MaskedMixture(TorchDistribution):
         self.mask = mask
         self.component0 = component0
         self.component1 = component1
+        # Each component scores every value, also those drawn from the other one and
+        # outside its own support (they are masked out after): the components stop
+        # checking values (as in Pyro, this changes the component objects passed in).
+        component0._validate_args = False
+        component1._validate_args = False
         super().__init__(batch_shape, component0.event_shape, validate_args=validate_args)
 
     @property

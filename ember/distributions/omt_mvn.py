@@ -49,7 +49,8 @@ class _OMTSample(torch.autograd.Function):
             outer = grad_z.unsqueeze(-1) * x.unsqueeze(-2)
             sym = (0.5 * (outer + outer.transpose(-1, -2))).sum_to_size(scale_tril.shape)
             cov = scale_tril @ scale_tril.transpose(-1, -2)
-            grad_tril = 2 * _solve_lyapunov(cov, sym) @ scale_tril
+            # scale_tril's upper triangle is structurally zero: it gets no gradient
+            grad_tril = (2 * _solve_lyapunov(cov, sym) @ scale_tril).tril()
         return grad_loc, grad_tril, None
 
 
@@ -104,6 +105,6 @@ class OMTMultivariateNormal(MultivariateNormal):
         )
 
     def rsample(self, sample_shape=_EMPTY):
-        shape = self._extended_shape(sample_shape)
+        shape = self.shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return _OMTSample.apply(self.loc, self._unbroadcasted_scale_tril, eps)

@@ -30,7 +30,10 @@ class Rejector(TorchDistribution):
     """Rejection-sampled distribution: log-density ``log q(x) + log a(x) - log_scale``.
 
     :param propose: the proposal distribution; its batch and event shapes are
-        the Rejector's.
+        the Rejector's. Also allowed: a callable ``propose(sample_shape)``
+        returning a batch of reparameterized proposals, together with
+        ``batch_shape`` and ``event_shape``; a subclass then defines
+        :meth:`log_prob` itself.
     :param log_prob_accept: a callable mapping a batch of proposals to the log
         of their acceptance probabilities (each ``<= 0``).
     :param log_scale: the total log probability of acceptance,
@@ -71,15 +74,20 @@ class Rejector(TorchDistribution):
             raise TypeError(
                 f"Rejector: log_prob_accept must be callable, got {type(log_prob_accept).__name__}"
             )
-        if not hasattr(propose, "log_prob"):
+        is_distribution = hasattr(propose, "log_prob")
+        if not is_distribution and (
+            not callable(propose) or batch_shape is None or event_shape is None
+        ):
             raise TypeError(
                 "Rejector: propose must be a distribution with sample() and log_prob(), "
+                "or a callable propose(sample_shape) given with batch_shape and event_shape; "
                 f"got {type(propose).__name__}"
+                + ("" if not callable(propose) else " without batch_shape/event_shape")
             )
         self.propose = propose
         self.log_prob_accept = log_prob_accept
         self.log_scale = log_scale
-        if not getattr(propose, "has_rsample", False):
+        if is_distribution and not getattr(propose, "has_rsample", False):
             self.has_rsample = False  # sampling can only be as reparameterized as the proposal
         if batch_shape is None:
             batch_shape = propose.batch_shape
@@ -92,6 +100,8 @@ class Rejector(TorchDistribution):
         return self.propose.support
 
     def _propose(self, sample_shape):
+        if not hasattr(self.propose, "log_prob"):  # a sampler function
+            return self.propose(sample_shape)
         if self.has_rsample:
             return self.propose.rsample(sample_shape)
         return self.propose.sample(sample_shape)
@@ -134,7 +144,7 @@ class Rejector(TorchDistribution):
         with the parameters. Otherwise the whole log-density is the score.
         """
         log_a = self.log_prob_accept(x)
-        log_prob = self.propose.log_prob(x) + log_a - self.log_scale
+        log_prob = self.log_prob(x)
         if self.has_rsample:
             return ScoreParts(
                 log_prob=log_prob, score_function=log_a - self.log_scale, entropy_term=log_prob

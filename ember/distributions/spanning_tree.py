@@ -350,14 +350,183 @@ class SpanningTree(TorchDistribution):
     @property
     def mode(self) -> torch.Tensor:
         """The most probable tree: the maximum spanning tree of ``edge_logits`` (Kruskal)."""
+        return find_best_tree(self.edge_logits)
+
+    @property
+    def edge_mean(self) -> torch.Tensor:
+        """Marginal probability of each edge to be in the tree, as a symmetric ``(V, V)`` matrix.
+
+        For an edge ``(u, v)`` of weight ``w = exp(logit)`` it is ``w`` times the
+        effective resistance between ``u`` and ``v`` in the graph with
+        conductances ``w`` (Kirchhoff); the diagonal is zero.
+
+        Example::
+
+            >>> import torch, ember.distributions as dist
+            >>> dist.SpanningTree(torch.zeros(3)).edge_mean  # each of 3 trees drops one edge
+            tensor([[0.0000, 0.6667, 0.6667],
+                    [0.6667, 0.0000, 0.6667],
+                    [0.6667, 0.6667, 0.0000]])
+        """
         V = self.num_vertices
-        graph = self._graph()
-        label = list(range(V))
-        chosen = []
-        for k in self.edge_logits.detach().argsort(descending=True).tolist():
-            a, b = label[graph[0, k]], label[graph[1, k]]
-            if a != b:
-                chosen.append(k)
-                label = [a if lab == b else lab for lab in label]
-        chosen.sort()
-        return graph.t()[chosen]
+        logits = self.edge_logits
+        weights = (logits - logits.detach().max()).exp()
+        v1, v2 = self._graph()
+        W = logits.new_zeros(V, V).index_put((v1, v2), weights).index_put((v2, v1), weights)
+        laplacian = torch.diag_embed(W.sum(-1)) - W
+        # Ground vertex 0: the inverse of the reduced Laplacian, padded with zeros.
+        green = torch.nn.functional.pad(torch.linalg.inv(laplacian[1:, 1:]), (1, 0, 1, 0))
+        diag = green.diagonal()
+        resistance = diag.unsqueeze(-1) + diag - 2 * green
+        return resistance * W
+
+
+def _check_edge_logits(edge_logits) -> int:
+    if not isinstance(edge_logits, torch.Tensor) or edge_logits.dim() != 1:
+        raise ValueError(
+            "edge_logits must be a 1-dim tensor of V*(V-1)//2 logits, got "
+            + (
+                f"shape {tuple(edge_logits.shape)}"
+                if isinstance(edge_logits, torch.Tensor)
+                else type(edge_logits).__name__
+            )
+        )
+    V = _num_vertices(edge_logits.numel())
+    if V < 2:
+        raise ValueError("edge_logits must be non-empty: a spanning tree needs V >= 2 vertices")
+    return V
+
+
+def sample_tree_approx(edge_logits: torch.Tensor, backend: str = "python") -> torch.Tensor:
+    """A cheap approximate draw from ``SpanningTree(edge_logits)``: the maximum spanning
+    tree of Gumbel-perturbed logits.
+
+    :param torch.Tensor edge_logits: ``V*(V-1)//2`` edge logits (colexicographic order).
+    :param str backend: ``"python"`` or ``"cpp"`` (both run ember's torch code).
+    :returns: a ``(V-1, 2)`` tree.
+
+    Example::
+
+        >>> sample_tree_approx(torch.zeros(6)).shape
+        torch.Size([3, 2])
+    """
+    _check_backend(backend)
+    V = _check_edge_logits(edge_logits)
+    graph = make_complete_graph(V).to(edge_logits.device)
+    with torch.no_grad():
+        mask = _kruskal_init(edge_logits.detach(), graph, V, 1)
+    return _mask_to_edges(mask, graph, V)[0]
+
+
+def sample_tree_mcmc(
+    edge_logits: torch.Tensor, edges: torch.Tensor, backend: str = "python"
+) -> torch.Tensor:
+    """One MCMC step from the tree ``edges``: ``V-1`` exact Gibbs edge moves, each
+    removing a random edge and reconnecting the two pieces across the cut with
+    an edge drawn in proportion to ``exp(edge_logits)``. The moves leave
+    ``SpanningTree(edge_logits)`` invariant.
+
+    :param torch.Tensor edge_logits: ``V*(V-1)//2`` edge logits (colexicographic order).
+    :param torch.Tensor edges: the current ``(V-1, 2)`` tree.
+    :param str backend: ``"python"`` or ``"cpp"`` (both run ember's torch code).
+    :returns: the next ``(V-1, 2)`` tree.
+
+    Example::
+
+        >>> path = torch.tensor([[0, 1], [1, 2], [2, 3]])
+        >>> sample_tree_mcmc(torch.zeros(6), path).shape
+        torch.Size([3, 2])
+    """
+    _check_backend(backend)
+    V = _check_edge_logits(edge_logits)
+    edges = torch.as_tensor(edges).long().to(edge_logits.device)
+    if edges.shape != (V - 1, 2):
+        raise ValueError(
+            f"edges must have shape ({V - 1}, 2) for V = {V}, got {tuple(edges.shape)}"
+        )
+    edges = edges.sort(-1).values  # each edge as (smaller, larger) vertex
+    graph = make_complete_graph(V).to(edge_logits.device)
+    mask = torch.zeros(1, edge_logits.numel(), dtype=torch.bool, device=edge_logits.device)
+    mask[0, _edge_rank(edges)] = True
+    if int(mask.sum()) != V - 1 or not bool(_reachable(_adjacency(mask, V))[:, 0].all()):
+        raise ValueError(f"edges must form a spanning tree of {V} vertices, got {edges.tolist()}")
+    with torch.no_grad():
+        for _ in range(V - 1):
+            mask = _gibbs_update(mask, edge_logits.detach(), graph, V)
+    return _mask_to_edges(mask, graph, V)[0]
+
+
+def sample_tree(
+    edge_logits: torch.Tensor, init_edges=None, mcmc_steps: int = 1, backend: str = "python"
+) -> torch.Tensor:
+    """Draw a spanning tree: start from ``init_edges`` (default: :func:`sample_tree_approx`)
+    and make ``mcmc_steps`` steps of :func:`sample_tree_mcmc`.
+
+    :returns: a ``(V-1, 2)`` tree, edges sorted colexicographically.
+
+    Example::
+
+        >>> _ = torch.manual_seed(0)
+        >>> tree = sample_tree(torch.zeros(3))
+        >>> tree.shape, bool((tree[:, 0] < tree[:, 1]).all())
+        (torch.Size([2, 2]), True)
+    """
+    if not isinstance(mcmc_steps, int) or mcmc_steps < 0:
+        raise ValueError(f"mcmc_steps must be an int >= 0, got {mcmc_steps!r}")
+    edges = init_edges
+    if edges is None:
+        edges = sample_tree_approx(edge_logits, backend=backend)
+    for _ in range(mcmc_steps):
+        edges = sample_tree_mcmc(edge_logits, edges, backend=backend)
+    return edges
+
+
+def find_best_tree(edge_logits: torch.Tensor, backend: str = "python") -> torch.Tensor:
+    """The maximum spanning tree of ``edge_logits`` (Kruskal), the mode of the distribution.
+
+    :returns: a ``(V-1, 2)`` tree, edges sorted colexicographically.
+
+    Example::
+
+        >>> find_best_tree(torch.tensor([3.0, 1.0, 2.0]))  # edges (0,1), (0,2), (1,2)
+        tensor([[0, 1],
+                [1, 2]])
+    """
+    _check_backend(backend)
+    V = _check_edge_logits(edge_logits)
+    graph = make_complete_graph(V).to(edge_logits.device)
+    label = list(range(V))
+    chosen = []
+    for k in edge_logits.detach().argsort(descending=True).tolist():
+        a, b = label[graph[0, k]], label[graph[1, k]]
+        if a != b:
+            chosen.append(k)
+            label = [a if lab == b else lab for lab in label]
+    chosen.sort()
+    return graph.t()[chosen]
+
+
+#: Number of spanning trees of the complete graph on ``V`` vertices, indexed by
+#: ``V``: Cayley's formula ``V ** (V - 2)`` (and 1 for ``V < 2``).
+NUM_SPANNING_TREES = [1, 1] + [v ** (v - 2) for v in range(2, 20)]
+
+
+def enumerate_spanning_trees(V: int) -> torch.Tensor:
+    """Every spanning tree of the complete graph on ``V`` vertices, as a ``(T, V-1, 2)`` tensor.
+
+    Trees and their edges are sorted colexicographically; ``T =``
+    ``NUM_SPANNING_TREES[V]``. Available for ``2 <= V <= 6``.
+
+    Example::
+
+        >>> enumerate_spanning_trees(3).tolist()
+        [[[0, 1], [0, 2]], [[0, 1], [1, 2]], [[0, 2], [1, 2]]]
+    """
+    if not isinstance(V, int) or not 2 <= V <= _MAX_ENUMERATE_VERTICES:
+        raise ValueError(
+            f"enumerate_spanning_trees is available for 2 <= V <= {_MAX_ENUMERATE_VERTICES} "
+            f"vertices (there are V**(V-2) trees); got V = {V!r}"
+        )
+    if V not in _SUPPORT_CACHE:
+        _SUPPORT_CACHE[V] = _prufer_trees(V)
+    return _SUPPORT_CACHE[V].clone()

@@ -3,182 +3,52 @@
 Each wrapper inherits from the torch class and from
 :class:`~ember.distributions.torch_distribution.TorchDistributionMixin`.
 Classes with enhancements are written out below (conjugate updates, fast or
-numerically stable log-densities, approximate samplers, shape inference);
+numerically stable log-densities, approximate samplers, shape inference, and
+the families ember implements itself: :class:`InverseGamma`, and
+:class:`~ember.distributions.von_mises.VonMises` imported from its module);
 every other distribution class of ``torch.distributions`` is generated at
-import time.
+import time, so the set of wrappers follows torch's.
 
-A class that overrides ``__init__`` must also override ``expand`` (torch's
-``expand`` refuses subclasses with their own constructor); the helper
-:func:`_expand_into` does that uniformly.
+A wrapper either keeps torch's constructor or builds itself with the helpers
+of :mod:`ember.distributions.validation` (:func:`broadcast_init`,
+:func:`quiet_init`, ending in :func:`finish_init`); a wrapper with its own
+constructor gets its ``expand`` from :func:`wrapper_expand`, installed by
+:func:`finish_wrapper` unless the class writes it out.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import constraints
-from torch.distributions.transforms import ExpTransform
+from torch.distributions.transforms import ExpTransform, PowerTransform
 from torch.distributions.utils import broadcast_all
 
 from ember import settings
-from ember.distributions.torch_distribution import (
+from ember.distributions.constraints import lenient_corr_cholesky
+from ember.distributions.torch_distribution import (  # noqa: F401  (Independent: a wrapper)
+    Independent,
     TorchDistributionMixin,
-    _arg_plan,
-    _delegated_has_rsample,
-    check_parameters,
-    enable_fast_validation,
-    parameter_error,
 )
-from ember.distributions.util import (
-    broadcast_params,
-    broadcast_shape,
-    decide,
-    log_binomial,
-    number_like,
-    read_pending,
+from ember.distributions.util import broadcast_params, broadcast_shape, log_binomial
+from ember.distributions.validation import (
+    broadcast_init,
+    check_arguments,
+    finish_init,
+    finish_wrapper,
+    is_validating,
+    quiet_init,
+    wrapper_expand,
 )
+from ember.distributions.von_mises import VonMises  # noqa: F401  (a wrapper, see __all__)
 
 _EMPTY = torch.Size()
-
-
-def _expand_into(torch_cls, self, batch_shape, _instance):
-    """Run ``torch_cls.expand`` on a fresh instance of ``type(self)``."""
-    new = self.__new__(type(self)) if _instance is None else _instance
-    return torch_cls.expand(self, batch_shape, _instance=new)
-
-
-def _validating(validate_args) -> bool:
-    if validate_args is not None:
-        return bool(validate_args)
-    return torch.distributions.Distribution._validate_args
-
-
-def _check_own_params(cls, params, dtype=None):
-    """Raise a ValueError naming ``cls``'s own parameter that breaks its constraint.
-
-    ``params`` may hold Python numbers, to be stored with ``dtype``.
-    """
-    plan = _arg_plan(cls)
-    if plan is None:  # constraints that depend on the instance: not for raw parameters
-        raise TypeError(f"{cls.__name__} cannot check raw parameters")
-    pending = None
-    for name, constraint, form, _ in plan:
-        value = params.get(name)
-        if value is None:
-            continue
-        decided = decide(constraint, value, form, dtype)
-        if decided is True:
-            continue
-        if decided is False:
-            raise parameter_error(cls.__name__, name, value, constraint, dtype)
-        if pending is None:
-            pending = []
-        pending.append(((name, value, constraint), decided))
-    if pending is not None:
-        bad = read_pending(pending)
-        if bad is not None:
-            raise parameter_error(cls.__name__, *bad)
-
-
 _NUMBER = (int, float)  # what torch's constructors treat as a Python number
 _LOC_SCALE = ("loc", "scale")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _settle_flag(self, validate_args):
-    """Give ``self`` the ``_validate_args`` torch would have given it (after a quiet build)."""
-    if validate_args is None:
-        self.__dict__.pop("_validate_args", None)  # follow the global default
-    else:
-        self._validate_args = validate_args
-
-
-def _init_checked(self, batch_shape, validate_args, event_shape=_EMPTY, dtype=None, **params):
-    """``Distribution.__init__`` for a constructor that checks its raw ``params`` itself
-    (ember's fast check, naming this class; numbers as stored with ``dtype``) instead of
-    the stored attributes."""
-    torch.distributions.Distribution.__init__(self, batch_shape, event_shape, validate_args=False)
-    _settle_flag(self, validate_args)
-    if self._validate_args:
-        _check_own_params(type(self), params, dtype)
-
-
-def _broadcast_init(self, validate_args, names, *values):
-    """torch's constructor for the classes that broadcast their parameters (tensors or Python
-    numbers, named ``names`` in torch's order) and take the batch shape from them, with a
-    cheaper broadcast and the numbers checked as numbers, not as tensors."""
-    if len(values) == 2 and type(values[1]) in _NUMBER and isinstance(values[0], torch.Tensor):
-        tensors = (values[0], number_like(values[1], values[0]))  # the usual call
-    else:
-        tensors = broadcast_params(*values)
-    for name, tensor in zip(names, tensors):
-        setattr(self, name, tensor)
-    first = tensors[0]
-    numbers_only = True
-    for v in values:
-        if not isinstance(v, _NUMBER):
-            numbers_only = False
-            break
-    batch_shape = _EMPTY if numbers_only else first.shape
-    torch.distributions.Distribution.__init__(self, batch_shape, validate_args=False)
-    _settle_flag(self, validate_args)
-    if self._validate_args:
-        raw = {}
-        for name, v, t in zip(names, values, tensors):
-            raw[name] = v if type(v) in _NUMBER else t
-        _check_own_params(type(self), raw, first.dtype)
-
-
-def _construct_naming_own_params(self, torch_cls, params, validate_args, *args, **kwargs):
-    """Run ``torch_cls.__init__`` quietly, then check the parameters once, naming this class.
-
-    Distributions that torch builds inside (a base distribution, a Dirichlet
-    inside a Beta, ...) are built unchecked: their parameters derive from this
-    class's, which are checked, and the values they score were checked by this
-    class already. If one built with torch's default validation rejects a
-    derived value, the ValueError names the parameter of ``type(self)`` at fault.
-    """
-    try:
-        torch_cls.__init__(self, *args, validate_args=False, **kwargs)
-    except (ValueError, RuntimeError):
-        if _validating(validate_args):
-            _check_own_params(type(self), params)
-        raise
-    _settle_flag(self, validate_args)
-    if self._validate_args:
-        check_parameters(self)
-
-
-def _quiet_constructor(torch_cls):
-    """An ``__init__`` running :func:`_construct_naming_own_params` for ``torch_cls``."""
-    signature = inspect.signature(torch_cls.__init__)
-    names = [n for n in signature.parameters if n not in ("self", "validate_args")]
-
-    def __init__(self, *args, validate_args=None, **kwargs):
-        if len(args) > len(names):  # validate_args given by position
-            if len(args) > len(names) + 1:
-                raise TypeError(
-                    f"{type(self).__name__}() takes {len(names) + 1} positional arguments "
-                    f"({', '.join(names)}, validate_args) but {len(args)} were given"
-                )
-            args, validate_args = args[: len(names)], args[len(names)]
-        params = dict(zip(names, args), **kwargs)
-        _construct_naming_own_params(self, torch_cls, params, validate_args, *args, **kwargs)
-
-    __init__.__signature__ = signature
-    __init__.__doc__ = torch_cls.__init__.__doc__
-    return __init__
-
-
-def _quiet_expand(torch_cls):
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch_cls, self, batch_shape, _instance)
-
-    return expand
 
 
 def _vector_shapes(cls, vector_args=(), matrix_args=(), scalar_args=(), **arg_shapes):
@@ -218,6 +88,16 @@ def _vector_shapes(cls, vector_args=(), matrix_args=(), scalar_args=(), **arg_sh
     return broadcast_shape(*batch_shapes), sizes[0]
 
 
+def _categorical_shapes(cls, probs, logits, **scalar_shapes):
+    """``(batch_shape, (k,))`` of a distribution over ``k`` categories, from the shape of
+    ``probs`` or ``logits`` (and of scalar parameters such as ``temperature``)."""
+    params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
+    batch_shape, k = _vector_shapes(
+        cls, ("probs", "logits"), scalar_args=tuple(scalar_shapes), **params, **scalar_shapes
+    )
+    return batch_shape, torch.Size((k,))
+
+
 def _require_same_family(self, other, family):
     if not isinstance(other, family):
         raise TypeError(
@@ -232,6 +112,13 @@ def _log_beta_fn(concentration):
     return torch.lgamma(concentration).sum(-1) - torch.lgamma(concentration.sum(-1))
 
 
+def _init_loc_scale(self, loc, scale, validate_args=None):
+    """The constructor of the location-scale families (``Normal``, ``Cauchy``, ``Laplace``):
+    torch's, made cheaper by :func:`broadcast_init` (a Normal is built at every sample
+    site of many models)."""
+    broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
+
+
 class Normal(torch.distributions.Normal, TorchDistributionMixin):
     """Normal distribution with mean ``loc`` and standard deviation ``scale``.
 
@@ -242,12 +129,7 @@ class Normal(torch.distributions.Normal, TorchDistributionMixin):
         tensor(-0.9189)
     """
 
-    def __init__(self, loc, scale, validate_args=None):
-        # (built at every sample site of many models: see _broadcast_init)
-        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Normal, self, batch_shape, _instance)
+    __init__ = _init_loc_scale
 
     def log_prob(self, value):
         # torch's density, -(x - loc)**2 / (2 scale**2) - log(scale) - log(2 pi) / 2, as
@@ -283,16 +165,13 @@ class Beta(torch.distributions.Beta, TorchDistributionMixin):
             c1, c0 = broadcast_params(concentration1, concentration0)
             both = torch.stack([c1, c0], -1)
         self._dirichlet = torch.distributions.Dirichlet(both, validate_args=False)
-        _init_checked(
-            self,
-            self._dirichlet._batch_shape,
-            validate_args,
+        batch_shape = self._dirichlet.batch_shape
+        torch.distributions.Distribution.__init__(self, batch_shape, validate_args=False)
+        params = dict(
             concentration1=both[..., 0] if c1 is None else c1,
             concentration0=both[..., 1] if c0 is None else c0,
         )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Beta, self, batch_shape, _instance)
+        finish_init(self, validate_args, params)
 
     def conjugate_update(self, other):
         """Multiply this density by ``other``'s and renormalize.
@@ -357,10 +236,7 @@ class Gamma(torch.distributions.Gamma, TorchDistributionMixin):
     """
 
     def __init__(self, concentration, rate, validate_args=None):
-        _broadcast_init(self, validate_args, ("concentration", "rate"), concentration, rate)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Gamma, self, batch_shape, _instance)
+        broadcast_init(self, validate_args, ("concentration", "rate"), concentration, rate)
 
     def conjugate_update(self, other):
         """Multiply by another Gamma density ``other`` and renormalize.
@@ -417,7 +293,7 @@ class Binomial(torch.distributions.Binomial, TorchDistributionMixin):
         thresh = self.approx_sample_thresh
         if thresh == math.inf:
             return super().sample(sample_shape)
-        shape = self._extended_shape(sample_shape)
+        shape = self.shape(sample_shape)
         with torch.no_grad():
             n = self.total_count.expand(shape)
             big = n > thresh
@@ -478,12 +354,10 @@ def _validate_tol(value):
 class Categorical(torch.distributions.Categorical, TorchDistributionMixin):
     """Categorical distribution over ``{0, ..., k-1}``.
 
-    Values from :meth:`enumerate_support` carry a tag, and :meth:`log_prob`
-    of a tagged value rearranges ``logits`` instead of gathering from them.
-    A tagged value (attribute ``_ember_categorical_support == id(dist)``) must
-    be ``arange(k)`` along its leftmost dim with every other dim of size 1 or
-    equal to the batch dim; enumeration handlers that reshape the support may
-    re-tag it.
+    Enumeration (:class:`~ember.poutine.enum_messenger.EnumMessenger`) reads the
+    log-probabilities of a site's own support straight from ``logits``
+    (:func:`ember.infer.enum_factors.support_log_prob`); :meth:`log_prob` itself
+    always looks each value up.
 
     Example::
 
@@ -492,20 +366,6 @@ class Categorical(torch.distributions.Categorical, TorchDistributionMixin):
         >>> d.log_prob(d.enumerate_support(expand=False)).shape
         torch.Size([3, 2])
     """
-
-    def enumerate_support(self, expand=True):
-        values = super().enumerate_support(expand=expand)
-        values._ember_categorical_support = id(self)
-        return values
-
-    def log_prob(self, value):
-        if getattr(value, "_ember_categorical_support", None) == id(self):
-            logits = self.logits
-            k = logits.size(-1)
-            if value.size(0) == k and value.dim() > logits.dim() - 1:
-                logits = logits.reshape((1,) * (value.dim() - logits.dim() + 1) + logits.shape)
-                return logits.transpose(0, -1).squeeze(-1)
-        return super().log_prob(value)
 
 
 class Geometric(torch.distributions.Geometric, TorchDistributionMixin):
@@ -547,12 +407,7 @@ class LogNormal(torch.distributions.LogNormal, TorchDistributionMixin):
         torch.distributions.TransformedDistribution.__init__(
             self, base_dist, ExpTransform(), validate_args=False
         )
-        _settle_flag(self, validate_args)
-        if self._validate_args:
-            check_parameters(self)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.LogNormal, self, batch_shape, _instance)
+        finish_init(self, validate_args)
 
 
 class MultivariateNormal(torch.distributions.MultivariateNormal, TorchDistributionMixin):
@@ -593,8 +448,7 @@ class LowRankMultivariateNormal(
         (torch.Size([2]), torch.Size([4]))
     """
 
-    __init__ = _quiet_constructor(torch.distributions.LowRankMultivariateNormal)
-    expand = _quiet_expand(torch.distributions.LowRankMultivariateNormal)
+    __init__ = quiet_init(torch.distributions.LowRankMultivariateNormal)
 
     @classmethod
     def infer_shapes(cls, loc, cov_factor, cov_diag):
@@ -626,14 +480,11 @@ class Multinomial(torch.distributions.Multinomial, TorchDistributionMixin):
         (torch.Size([2]), torch.Size([5]))
     """
 
-    __init__ = _quiet_constructor(torch.distributions.Multinomial)
-    expand = _quiet_expand(torch.distributions.Multinomial)
+    __init__ = quiet_init(torch.distributions.Multinomial)
 
     @classmethod
     def infer_shapes(cls, total_count=None, probs=None, logits=None):
-        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
-        batch_shape, k = _vector_shapes(cls, ("probs", "logits"), **params)
-        return batch_shape, torch.Size((k,))
+        return _categorical_shapes(cls, probs, logits)
 
 
 class OneHotCategorical(torch.distributions.OneHotCategorical, TorchDistributionMixin):
@@ -646,14 +497,11 @@ class OneHotCategorical(torch.distributions.OneHotCategorical, TorchDistribution
         (torch.Size([3]), torch.Size([4]))
     """
 
-    __init__ = _quiet_constructor(torch.distributions.OneHotCategorical)
-    expand = _quiet_expand(torch.distributions.OneHotCategorical)
+    __init__ = quiet_init(torch.distributions.OneHotCategorical)
 
     @classmethod
     def infer_shapes(cls, probs=None, logits=None):
-        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
-        batch_shape, k = _vector_shapes(cls, ("probs", "logits"), **params)
-        return batch_shape, torch.Size((k,))
+        return _categorical_shapes(cls, probs, logits)
 
 
 class OneHotCategoricalStraightThrough(
@@ -669,8 +517,7 @@ class OneHotCategoricalStraightThrough(
     """
 
     infer_shapes = OneHotCategorical.__dict__["infer_shapes"]
-    __init__ = _quiet_constructor(torch.distributions.OneHotCategoricalStraightThrough)
-    expand = _quiet_expand(torch.distributions.OneHotCategoricalStraightThrough)
+    __init__ = quiet_init(torch.distributions.OneHotCategoricalStraightThrough)
 
 
 class RelaxedBernoulli(torch.distributions.RelaxedBernoulli, TorchDistributionMixin):
@@ -687,21 +534,7 @@ class RelaxedBernoulli(torch.distributions.RelaxedBernoulli, TorchDistributionMi
         torch.distributions.RelaxedBernoulli.arg_constraints, temperature=constraints.positive
     )
 
-    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
-        temperature = _as_tensor_like(temperature, probs, logits)
-        params = dict(temperature=temperature, probs=probs, logits=logits)
-        _construct_naming_own_params(
-            self,
-            torch.distributions.RelaxedBernoulli,
-            params,
-            validate_args,
-            temperature,
-            probs,
-            logits,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.RelaxedBernoulli, self, batch_shape, _instance)
+    __init__ = quiet_init(torch.distributions.RelaxedBernoulli, tensor_args=("temperature",))
 
 
 class RelaxedOneHotCategorical(
@@ -723,44 +556,13 @@ class RelaxedOneHotCategorical(
         temperature=constraints.positive,
     )
 
-    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
-        temperature = _as_tensor_like(temperature, probs, logits)
-        params = dict(temperature=temperature, probs=probs, logits=logits)
-        _construct_naming_own_params(
-            self,
-            torch.distributions.RelaxedOneHotCategorical,
-            params,
-            validate_args,
-            temperature,
-            probs,
-            logits,
-        )
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(
-            torch.distributions.RelaxedOneHotCategorical, self, batch_shape, _instance
-        )
+    __init__ = quiet_init(
+        torch.distributions.RelaxedOneHotCategorical, tensor_args=("temperature",)
+    )
 
     @classmethod
     def infer_shapes(cls, temperature=(), probs=None, logits=None):
-        params = {k: v for k, v in dict(probs=probs, logits=logits).items() if v is not None}
-        batch_shape, k = _vector_shapes(
-            cls,
-            ("probs", "logits"),
-            scalar_args=("temperature",),
-            temperature=temperature,
-            **params,
-        )
-        return batch_shape, torch.Size((k,))
-
-
-def _as_tensor_like(x, *others):
-    if isinstance(x, torch.Tensor):
-        return x
-    for other in others:
-        if isinstance(other, torch.Tensor):
-            return torch.as_tensor(x, dtype=other.dtype, device=other.device)
-    return torch.as_tensor(x, dtype=torch.get_default_dtype())
+        return _categorical_shapes(cls, probs, logits, temperature=temperature)
 
 
 class LogisticNormal(torch.distributions.LogisticNormal, TorchDistributionMixin):
@@ -773,8 +575,7 @@ class LogisticNormal(torch.distributions.LogisticNormal, TorchDistributionMixin)
         (torch.Size([2]), torch.Size([4]))
     """
 
-    __init__ = _quiet_constructor(torch.distributions.LogisticNormal)
-    expand = _quiet_expand(torch.distributions.LogisticNormal)
+    __init__ = quiet_init(torch.distributions.LogisticNormal)
 
     @classmethod
     def infer_shapes(cls, loc, scale):
@@ -825,12 +626,9 @@ class Poisson(torch.distributions.Poisson, TorchDistributionMixin):
 
     def __init__(self, rate, *, is_sparse: bool = False, validate_args=None):
         self.is_sparse = is_sparse
-        _broadcast_init(self, validate_args, ("rate",), rate)
+        broadcast_init(self, validate_args, ("rate",), rate)
 
-    def expand(self, batch_shape, _instance=None):
-        new = _expand_into(torch.distributions.Poisson, self, batch_shape, _instance)
-        new.is_sparse = self.is_sparse
-        return new
+    expand = wrapper_expand(torch.distributions.Poisson, keep=("is_sparse",))
 
     def log_prob(self, value):
         if not self.is_sparse:
@@ -862,11 +660,9 @@ class Uniform(torch.distributions.Uniform, TorchDistributionMixin):
         self._unbroadcasted_high = high
         super().__init__(low, high, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = _expand_into(torch.distributions.Uniform, self, batch_shape, _instance)
-        new._unbroadcasted_low = self._unbroadcasted_low
-        new._unbroadcasted_high = self._unbroadcasted_high
-        return new
+    expand = wrapper_expand(
+        torch.distributions.Uniform, keep=("_unbroadcasted_low", "_unbroadcasted_high")
+    )
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
@@ -925,12 +721,9 @@ class ContinuousBernoulli(torch.distributions.ContinuousBernoulli, TorchDistribu
     """
 
     def __init__(self, probs=None, logits=None, lims=(0.499, 0.501), validate_args=None):
-        if probs is not None and _validating(validate_args):
-            _check_own_params(type(self), dict(probs=probs))
+        if probs is not None and is_validating(validate_args):
+            check_arguments(type(self), dict(probs=probs))
         super().__init__(probs, logits, lims, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.ContinuousBernoulli, self, batch_shape, _instance)
 
 
 class FisherSnedecor(torch.distributions.FisherSnedecor, TorchDistributionMixin):
@@ -943,22 +736,53 @@ class FisherSnedecor(torch.distributions.FisherSnedecor, TorchDistributionMixin)
         torch.Size([2])
     """
 
-    __init__ = _quiet_constructor(torch.distributions.FisherSnedecor)
-    expand = _quiet_expand(torch.distributions.FisherSnedecor)
+    __init__ = quiet_init(torch.distributions.FisherSnedecor)
 
 
-class InverseGamma(torch.distributions.InverseGamma, TorchDistributionMixin):
-    """Inverse-gamma with ``concentration`` and ``rate`` (the reciprocal of a Gamma).
+class TransformedDistribution(torch.distributions.TransformedDistribution, TorchDistributionMixin):
+    """A base distribution pushed through a sequence of transforms.
+
+    (Written out here, rather than generated, so that :class:`InverseGamma`
+    can derive from it.)
 
     Example::
 
-        >>> import ember.distributions as dist
-        >>> dist.InverseGamma(3.0, 2.0).mean
-        tensor(1.)
+        >>> import torch, ember.distributions as dist
+        >>> exp = dist.transforms.ExpTransform()
+        >>> d = dist.TransformedDistribution(dist.Normal(0.0, 1.0), [exp])
+        >>> d.log_prob(torch.tensor(1.0))
+        tensor(-0.9189)
     """
 
-    __init__ = _quiet_constructor(torch.distributions.InverseGamma)
-    expand = _quiet_expand(torch.distributions.InverseGamma)
+
+class InverseGamma(torch.distributions.InverseGamma, TransformedDistribution):
+    """Inverse-gamma distribution: ``Y = 1 / X`` with ``X ~ Gamma(concentration, rate)``.
+
+    Its density is ``b^a / G(a) * y^(-a-1) * exp(-b / y)`` for ``y > 0``, with
+    ``a = concentration`` and ``b = rate``. Samples are reparameterized; the
+    base distribution is an ember :class:`Gamma`, and invalid parameters are
+    reported as this distribution's own. ``mean`` is infinite where
+    ``concentration <= 1``, ``variance`` where ``concentration <= 2``.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.InverseGamma(torch.tensor(3.0), torch.tensor(4.0))
+        >>> d.mean, d.variance
+        (tensor(2.), tensor(4.))
+        >>> d.log_prob(torch.tensor(1.0))
+        tensor(-0.5343)
+        >>> d.rsample((5,)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, concentration, rate, validate_args=None):
+        base_dist = Gamma(concentration, rate, validate_args=False)  # checked once, below
+        inverse = PowerTransform(-base_dist.rate.new_ones(()))
+        torch.distributions.TransformedDistribution.__init__(
+            self, base_dist, inverse, validate_args=False
+        )
+        finish_init(self, validate_args)
 
 
 class LKJCholesky(torch.distributions.LKJCholesky, TorchDistributionMixin):
@@ -971,8 +795,8 @@ class LKJCholesky(torch.distributions.LKJCholesky, TorchDistributionMixin):
         torch.Size([3, 3])
     """
 
-    __init__ = _quiet_constructor(torch.distributions.LKJCholesky)
-    expand = _quiet_expand(torch.distributions.LKJCholesky)
+    __init__ = quiet_init(torch.distributions.LKJCholesky)
+    support = lenient_corr_cholesky  # rows of unit norm up to 1e-4
 
     @classmethod
     def infer_shapes(cls, dim, concentration=()):
@@ -1001,8 +825,7 @@ class StudentT(torch.distributions.StudentT, TorchDistributionMixin):
         torch.Size([2])
     """
 
-    __init__ = _quiet_constructor(torch.distributions.StudentT)
-    expand = _quiet_expand(torch.distributions.StudentT)
+    __init__ = quiet_init(torch.distributions.StudentT)
 
 
 class Exponential(torch.distributions.Exponential, TorchDistributionMixin):
@@ -1016,10 +839,7 @@ class Exponential(torch.distributions.Exponential, TorchDistributionMixin):
     """
 
     def __init__(self, rate, validate_args=None):
-        _broadcast_init(self, validate_args, ("rate",), rate)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Exponential, self, batch_shape, _instance)
+        broadcast_init(self, validate_args, ("rate",), rate)
 
 
 class Cauchy(torch.distributions.Cauchy, TorchDistributionMixin):
@@ -1032,11 +852,7 @@ class Cauchy(torch.distributions.Cauchy, TorchDistributionMixin):
         tensor([-1.1447, -1.1447])
     """
 
-    def __init__(self, loc, scale, validate_args=None):
-        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Cauchy, self, batch_shape, _instance)
+    __init__ = _init_loc_scale
 
 
 class Laplace(torch.distributions.Laplace, TorchDistributionMixin):
@@ -1049,114 +865,59 @@ class Laplace(torch.distributions.Laplace, TorchDistributionMixin):
         tensor(-1.3863)
     """
 
-    def __init__(self, loc, scale, validate_args=None):
-        _broadcast_init(self, validate_args, _LOC_SCALE, loc, scale)
-
-    def expand(self, batch_shape, _instance=None):
-        return _expand_into(torch.distributions.Laplace, self, batch_shape, _instance)
+    __init__ = _init_loc_scale
 
 
-class Independent(torch.distributions.Independent, TorchDistributionMixin):
-    """Reinterpret batch dims of ``base_distribution`` as event dims.
-
-    Validation is delegated to the base distribution; ``has_rsample_(False)``
-    forces score-function gradients for this instance only.
-
-    Example::
-
-        >>> import torch, ember.distributions as dist
-        >>> d = dist.Independent(dist.Normal(torch.zeros(2, 3), 1.0), 1)
-        >>> d.batch_shape, d.event_shape
-        (torch.Size([2]), torch.Size([3]))
-    """
-
-    has_rsample = _delegated_has_rsample
-
-    @property
-    def _validate_args(self):
-        return self.base_dist._validate_args
-
-    @_validate_args.setter
-    def _validate_args(self, value):
-        self.base_dist._validate_args = value
-
-    def conjugate_update(self, other):
-        """Conjugate update of the base, summing the normalizer over the event dims."""
-        if not isinstance(other, torch.distributions.Independent) or (
-            other.reinterpreted_batch_ndims != self.reinterpreted_batch_ndims
-        ):
-            raise ValueError(
-                "Independent.conjugate_update needs another Independent with "
-                f"reinterpreted_batch_ndims={self.reinterpreted_batch_ndims}, got {other!r}"
-            )
-        posterior, log_normalizer = self.base_dist.conjugate_update(other.base_dist)
-        n = self.reinterpreted_batch_ndims
-        log_normalizer = log_normalizer.reshape(
-            log_normalizer.shape[: log_normalizer.dim() - n] + (-1,)
-        ).sum(-1)
-        return Independent(posterior, n), log_normalizer
+# torch.distributions classes that get no wrapper, with the reason.
+_NOT_WRAPPED = {
+    torch.distributions.Distribution: "the abstract base class of every distribution",
+    torch.distributions.ExponentialFamily: "an abstract base class",
+}
 
 
-def _generate_wrappers(namespace):
-    generated = []
+def _torch_distribution_classes():
+    """``{name: class}`` of every distribution class ``torch.distributions`` exports."""
+    found = {}
     for name in sorted(dir(torch.distributions)):
         cls = getattr(torch.distributions, name)
-        if not (isinstance(cls, type) and issubclass(cls, torch.distributions.Distribution)):
-            continue
-        if cls in (torch.distributions.Distribution, torch.distributions.ExponentialFamily):
-            continue
-        if name in namespace:
-            continue
-        body = {"__module__": __name__}
-        if issubclass(cls, torch.distributions.TransformedDistribution) and (
-            cls is not torch.distributions.TransformedDistribution
-        ):
-            # built from an inner distribution that needs no checks of its own
-            body.update(__init__=_quiet_constructor(cls), expand=_quiet_expand(cls))
-        wrapper = type(name, (cls, TorchDistributionMixin), body)
-        wrapper.__doc__ = (
-            f"Ember wrapper of :class:`torch.distributions.{name}` "
-            "(see PyTorch's documentation for its parameters)."
-        )
-        namespace[name] = wrapper
-        generated.append(name)
-    return generated
+        if isinstance(cls, type) and issubclass(cls, torch.distributions.Distribution):
+            if cls not in _NOT_WRAPPED:
+                found[name] = cls
+    return found
 
 
-_EXPLICIT = [
-    "Beta",
-    "Binomial",
-    "Categorical",
-    "Cauchy",
-    "ContinuousBernoulli",
-    "Dirichlet",
-    "Exponential",
-    "FisherSnedecor",
-    "Gamma",
-    "GeneralizedPareto",
-    "Geometric",
-    "Independent",
-    "InverseGamma",
-    "LKJCholesky",
-    "Laplace",
-    "LogNormal",
-    "LogisticNormal",
-    "LowRankMultivariateNormal",
-    "Multinomial",
-    "MultivariateNormal",
-    "Normal",
-    "OneHotCategorical",
-    "OneHotCategoricalStraightThrough",
-    "Poisson",
-    "RelaxedBernoulli",
-    "RelaxedOneHotCategorical",
-    "StudentT",
-    "Uniform",
-    "Wishart",
-]
-_GENERATED = _generate_wrappers(globals())
-for _name in _EXPLICIT + _GENERATED:
-    enable_fast_validation(globals()[_name])
-del _name
+def _generated_wrapper(name, torch_cls):
+    """The wrapper of ``torch_cls`` for a class with nothing of its own to add."""
+    body = {"__module__": __name__}
+    if issubclass(torch_cls, torch.distributions.TransformedDistribution) and (
+        torch_cls is not torch.distributions.TransformedDistribution
+    ):
+        # built from an inner distribution that needs no checks of its own
+        body["__init__"] = quiet_init(torch_cls)
+    wrapper = type(name, (torch_cls, TorchDistributionMixin), body)
+    wrapper.__doc__ = (
+        f"Ember wrapper of :class:`torch.distributions.{name}` "
+        "(see PyTorch's documentation for its parameters)."
+    )
+    return wrapper
 
-__all__ = sorted(_EXPLICIT + _GENERATED)
+
+def _complete_wrappers(namespace) -> list:
+    """Wrap every torch distribution class: the classes above as they are, a generated
+    wrapper for the others; finish each (see ``finish_wrapper``); return their names."""
+    names = []
+    for name, torch_cls in _torch_distribution_classes().items():
+        wrapper = namespace.get(name)
+        if wrapper is None:
+            wrapper = namespace[name] = _generated_wrapper(name, torch_cls)
+        elif not (issubclass(wrapper, torch_cls) and issubclass(wrapper, TorchDistributionMixin)):
+            raise TypeError(
+                f"ember.distributions.torch.{name} must subclass torch.distributions.{name} "
+                "and TorchDistributionMixin"
+            )
+        finish_wrapper(wrapper, torch_cls)
+        names.append(name)
+    return names
+
+
+__all__ = _complete_wrappers(globals())

@@ -1,34 +1,27 @@
 """Pyro-level behaviour for torch distributions: the mixin, the base class for
-new distributions, the masked and expanded wrappers, and fast argument validation."""
+new distributions, and the wrappers that change another distribution's shape or
+density: :class:`Independent`, :class:`MaskedDistribution`, :class:`ExpandedDistribution`.
+
+Argument validation lives in :mod:`ember.distributions.validation`."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-import warnings
-import weakref
 from collections.abc import Callable
 
 import torch
-from torch.distributions import constraints
 from torch.distributions.kl import kl_divergence, register_kl
-from torch.distributions.utils import lazy_property
 
 from ember.distributions.distribution import Distribution
 from ember.distributions.score_parts import ScoreParts
-from ember.distributions.util import (
-    _form_of,
-    broadcast_shape,
-    decide,
-    describe_violation,
-    read_pending,
-    scale_and_mask,
-    tensor_of,
+from ember.distributions.util import broadcast_shape, scale_and_mask, tensor_of
+from ember.distributions.validation import (
+    check_parameters,
+    enable_fast_validation,
+    record_draws,
 )
 from ember.util import is_validation_enabled
 
 _EMPTY = torch.Size()
-_TorchBase = torch.distributions.Distribution
 
 
 class TorchDistributionMixin(Distribution, Callable):
@@ -48,7 +41,7 @@ class TorchDistributionMixin(Distribution, Callable):
         torch.Size([3])
     """
 
-    # Set on classes that use ember's fast validation (see enable_fast_validation).
+    # Set on classes that use ember's fast validation (see validation.enable_fast_validation).
     _ember_fast_validation = False
 
     def __init__(self, *args, **kwargs):
@@ -63,7 +56,7 @@ class TorchDistributionMixin(Distribution, Callable):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls._ember_fast_validation:  # a subclass of a class with fast validation
-            _record_draws(cls)
+            record_draws(cls)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -145,7 +138,8 @@ class TorchDistributionMixin(Distribution, Callable):
         """Move the ``n`` rightmost batch dims into the event shape.
 
         ``None`` moves all batch dims; a negative ``n`` moves ``-n`` event dims
-        of an :class:`Independent` back into the batch shape.
+        of an :class:`Independent` back into the batch shape. Moving dims of an
+        :class:`Independent` gives one Independent of its base distribution.
 
         Example::
 
@@ -156,8 +150,6 @@ class TorchDistributionMixin(Distribution, Callable):
             >>> d.to_event(-1).event_shape
             torch.Size([3])
         """
-        from ember.distributions.torch import Independent
-
         n = (
             len(self.batch_shape)
             if reinterpreted_batch_ndims is None
@@ -176,7 +168,13 @@ class TorchDistributionMixin(Distribution, Callable):
                 f"{tuple(self.event_shape)}); use at most to_event({len(self.batch_shape)}), "
                 "or expand the distribution first"
             )
-        return Independent(self, n)
+        base = self  # an Independent of an Independent is one Independent of the inner base
+        while isinstance(base, torch.distributions.Independent) and (
+            "_forced_has_rsample" not in base.__dict__
+        ):
+            n += base.reinterpreted_batch_ndims
+            base = base.base_dist
+        return Independent(base, n)
 
     def mask(self, mask) -> MaskedDistribution:
         """Zero the log-density where ``mask`` is False (broadcast to the batch shape).
@@ -192,8 +190,6 @@ class TorchDistributionMixin(Distribution, Callable):
 
 
 def _remove_event_dims(d, n):
-    from ember.distributions.torch import Independent
-
     if n > len(d.event_shape):
         raise ValueError(
             f"to_event({-n}) would remove {n} event dims but {type(d).__name__} has "
@@ -258,7 +254,67 @@ def _force_has_rsample(self, value):  # used by has_rsample_(False)
 _delegated_has_rsample = property(_base_has_rsample, _force_has_rsample)
 
 
-class MaskedDistribution(TorchDistribution):
+@enable_fast_validation
+class Independent(torch.distributions.Independent, TorchDistributionMixin):
+    """Reinterpret batch dims of ``base_distribution`` as event dims.
+
+    Validation is delegated to the base distribution; ``has_rsample_(False)``
+    forces score-function gradients for this instance only.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.Independent(dist.Normal(torch.zeros(2, 3), 1.0), 1)
+        >>> d.batch_shape, d.event_shape
+        (torch.Size([2]), torch.Size([3]))
+    """
+
+    has_rsample = _delegated_has_rsample
+
+    # torch's Distribution protocol keeps the flag in ``_validate_args``; an Independent
+    # has none of its own and reads and writes its base distribution's.
+    @property
+    def _validate_args(self):
+        return self.base_dist._validate_args
+
+    @_validate_args.setter
+    def _validate_args(self, value):
+        self.base_dist._validate_args = value
+
+    def conjugate_update(self, other):
+        """Conjugate update of the base, summing the normalizer over the event dims."""
+        if not isinstance(other, torch.distributions.Independent) or (
+            other.reinterpreted_batch_ndims != self.reinterpreted_batch_ndims
+        ):
+            raise ValueError(
+                "Independent.conjugate_update needs another Independent with "
+                f"reinterpreted_batch_ndims={self.reinterpreted_batch_ndims}, got {other!r}"
+            )
+        posterior, log_normalizer = self.base_dist.conjugate_update(other.base_dist)
+        n = self.reinterpreted_batch_ndims
+        log_normalizer = log_normalizer.reshape(
+            log_normalizer.shape[: log_normalizer.dim() - n] + (-1,)
+        ).sum(-1)
+        return Independent(posterior, n), log_normalizer
+
+
+class _OverBase(TorchDistribution):
+    """A distribution made from ``self.base_dist``: it has no parameters of its own, and
+    its support, enumerability and reparameterization are the base's."""
+
+    arg_constraints = {}
+    has_rsample = _delegated_has_rsample
+
+    @property
+    def has_enumerate_support(self):
+        return self.base_dist.has_enumerate_support
+
+    @property
+    def support(self):
+        return self.base_dist.support
+
+
+class MaskedDistribution(_OverBase):
     """A distribution whose log-density is zero wherever ``mask`` is False.
 
     ``mask`` is a bool, or a bool tensor broadcastable to the base batch shape
@@ -272,8 +328,6 @@ class MaskedDistribution(TorchDistribution):
         >>> d.log_prob(torch.tensor([float("nan"), 1.0]))
         tensor([0., 0.])
     """
-
-    arg_constraints = {}
 
     def __init__(self, base_dist, mask):
         if isinstance(mask, bool):
@@ -316,16 +370,6 @@ class MaskedDistribution(TorchDistribution):
             mask = mask.expand(batch_shape)
         return MaskedDistribution(self.base_dist.expand(batch_shape), mask)
 
-    has_rsample = _delegated_has_rsample
-
-    @property
-    def has_enumerate_support(self):
-        return self.base_dist.has_enumerate_support
-
-    @property
-    def support(self):
-        return self.base_dist.support
-
     def sample(self, sample_shape=_EMPTY):
         return self.base_dist.sample(sample_shape)
 
@@ -350,13 +394,11 @@ class MaskedDistribution(TorchDistribution):
         return scale_and_mask(self.base_dist.log_prob(value), mask=self._mask)
 
     def score_parts(self, value):
-        if "_forced_has_rsample" in self.__dict__:
+        if "_forced_has_rsample" in self.__dict__ or self._mask is False:
+            # (mask False: zero log-density; the unused part is the number 0, as in Pyro)
             return Distribution.score_parts(self, value)
-        if isinstance(self._mask, bool):
-            if self._mask:
-                return self.base_dist.score_parts(value)
-            zero = self._zeros(value)
-            return ScoreParts(zero, zero, zero)
+        if self._mask is True:
+            return self.base_dist.score_parts(value)
         return self.base_dist.score_parts(value).scale_and_mask(mask=self._mask)
 
     def enumerate_support(self, expand=True):
@@ -379,7 +421,7 @@ class MaskedDistribution(TorchDistribution):
         return f"MaskedDistribution({self.base_dist!r}, mask={mask})"
 
 
-class ExpandedDistribution(TorchDistribution):
+class ExpandedDistribution(_OverBase):
     """A distribution whose batch shape is grown to ``batch_shape``.
 
     New dims may be added on the left, and size-1 batch dims of the base may
@@ -394,8 +436,6 @@ class ExpandedDistribution(TorchDistribution):
         torch.Size([5, 2, 3, 4])
     """
 
-    arg_constraints = {}
-
     def __init__(self, base_dist, batch_shape=_EMPTY):
         self.base_dist = base_dist
         batch_shape = torch.Size(batch_shape)
@@ -406,17 +446,8 @@ class ExpandedDistribution(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         if batch_shape == self.batch_shape:
             return self
+        _expansion_plan(self, batch_shape)  # only this one's size-1 dims may grow
         return ExpandedDistribution(self.base_dist, batch_shape)
-
-    has_rsample = _delegated_has_rsample
-
-    @property
-    def has_enumerate_support(self):
-        return self.base_dist.has_enumerate_support
-
-    @property
-    def support(self):
-        return self.base_dist.support
 
     def _draw(self, sampler, sample_shape):
         sample_shape = torch.Size(sample_shape)
@@ -449,12 +480,9 @@ class ExpandedDistribution(TorchDistribution):
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)
         n = values.shape[:1]
-        tag = getattr(values, "_ember_categorical_support", None)
         values = values.reshape(n + (1,) * len(self.batch_shape) + self.event_shape)
         if expand:
             values = values.expand(n + self.batch_shape + self.event_shape)
-        if tag is not None:  # still an arange along dim 0: keep the base's fast log_prob
-            values._ember_categorical_support = tag
         return values
 
     @property
@@ -516,7 +544,10 @@ def _kl_with_mask(p, q, mask):
 
 @register_kl(MaskedDistribution, MaskedDistribution)
 def _kl_masked_masked(p, q):
-    return _kl_with_mask(p.base_dist, q.base_dist, _combine_masks(p._mask, q._mask))
+    mask = _combine_masks(p._mask, q._mask)
+    if mask is False:
+        return 0.0  # as Pyro: the Python number zero, whatever the shapes
+    return _kl_with_mask(p.base_dist, q.base_dist, mask)
 
 
 @register_kl(MaskedDistribution, torch.distributions.Distribution)
@@ -556,274 +587,3 @@ def _kl_masked_expanded(p, q):
 @register_kl(ExpandedDistribution, MaskedDistribution)
 def _kl_expanded_masked(p, q):
     return _kl_with_mask(p, q.base_dist, q._mask)
-
-
-# --- fast argument validation ---------------------------------------------------------------
-#
-# torch checks every parameter in Distribution.__init__ with an elementwise kernel, a
-# reduction and a host read each, and checks every value given to log_prob the same way.
-# Classes passed to enable_fast_validation (every wrapper in ember.distributions.torch)
-# do the same checks through ember.distributions.util.decide instead: the common
-# constraints cost one reduction (or nothing, for a broadcast Python number), all
-# accelerator checks of a call share one host read, and the errors name the parameter,
-# its shape and the offending entries. A tensor the distribution drew itself is in its
-# support by construction, so log_prob does not check it again.
-
-_UNSET = object()
-
-
-class _ValidateArgs:
-    """The ``_validate_args`` flag of a class with fast validation.
-
-    Reads like torch's attribute (the instance's value, else the global
-    default), except inside torch's ``Distribution.__init__`` (``_batch_shape``
-    already set, the mixin's ``__init__`` not yet run), where it reads False:
-    torch then skips its own parameter check and the mixin runs ember's.
-    """
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return _TorchBase._validate_args
-        d = obj.__dict__
-        value = d.get("_validate_args", _UNSET)
-        if "_ember_constructed" not in d and "_batch_shape" in d:
-            return False
-        return _TorchBase._validate_args if value is _UNSET else value
-
-    def __set__(self, obj, value):
-        obj.__dict__["_validate_args"] = value
-
-
-def enable_fast_validation(cls):
-    """Give the torch-derived distribution class ``cls`` ember's fast validation; returns ``cls``.
-
-    Parameters are then checked by :func:`check_parameters`, values given to
-    ``log_prob`` by :func:`check_value` (skipped for a tensor the instance drew
-    itself with ``sample``/``rsample`` and did not change since). Subclasses
-    inherit the behaviour. Which checks run is unchanged: ``validate_args=``
-    and :func:`ember.enable_validation` decide, as for torch.
-
-    Example::
-
-        >>> import torch
-        >>> from ember.distributions.torch_distribution import (
-        ...     TorchDistributionMixin, enable_fast_validation)
-        >>> @enable_fast_validation
-        ... class Exp(torch.distributions.Exponential, TorchDistributionMixin):
-        ...     pass
-        >>> Exp(torch.tensor([1.0, -2.0]))  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: Expected parameter rate (Tensor of shape (2,)) ... Exp ... at index (1,)...
-    """
-    if "_validate_args" not in cls.__dict__:  # (Independent delegates the flag to its base)
-        cls._validate_args = _ValidateArgs()
-    cls._ember_fast_validation = True
-    if "_validate_sample" not in cls.__dict__:
-        cls._validate_sample = _validate_sample
-    for name in ("sample", "rsample"):
-        method = getattr(cls, name, None)
-        if inspect.isfunction(method) and not getattr(method, "_ember_records_draws", False):
-            setattr(cls, name, _recording(method))
-    return cls
-
-
-def _record_draws(cls):
-    """Wrap the ``sample``/``rsample`` that ``cls`` defines itself: their results are valid."""
-    for name in ("sample", "rsample"):
-        method = cls.__dict__.get(name)
-        if inspect.isfunction(method) and not getattr(method, "_ember_records_draws", False):
-            setattr(cls, name, _recording(method))
-
-
-def _recording(method):
-    params = list(inspect.signature(method).parameters.values())
-    if [p.name for p in params] == ["self", "sample_shape"]:  # the usual signature: fast call
-        default = params[1].default
-
-        def draw(self, sample_shape=default):
-            x = method(self, sample_shape)
-            _remember_valid(self, x)
-            return x
-
-    else:
-
-        def draw(self, *args, **kwargs):
-            x = method(self, *args, **kwargs)
-            _remember_valid(self, x)
-            return x
-
-    draw = functools.wraps(method)(draw)
-    draw._ember_records_draws = True
-    return draw
-
-
-_weak = weakref.ref
-
-
-def _remember_valid(dist, x):
-    """Note that tensor ``x`` (as it is now) lies in ``dist``'s support."""
-    try:
-        dist.__dict__["_ember_known_valid"] = (_weak(x), x._version)
-    except (TypeError, AttributeError, RuntimeError):
-        pass  # not a tensor, or an inference tensor (no version counter)
-
-
-def _validate_sample(self, value):
-    """Check ``value`` against the shapes and the support, unless this instance drew it."""
-    known = self.__dict__.get("_ember_known_valid")
-    if known is not None and known[0]() is value and known[1] == value._version:
-        return  # drawn (or checked) by this instance and not changed since
-    check_value(self, value)
-    _remember_valid(self, value)
-
-
-_NOT_COMPUTED = object()
-_ARG_PLANS = {}
-
-
-def _is_lazy(cls, name) -> bool:
-    return isinstance(inspect.getattr_static(cls, name, None), lazy_property)
-
-
-def _arg_plan(cls):
-    """``(name, constraint, form, lazy)`` for each checked parameter of ``cls``, or None if
-    its constraints depend on the instance (``arg_constraints`` is a property)."""
-    plan = _ARG_PLANS.get(cls, _NOT_COMPUTED)
-    if plan is _NOT_COMPUTED:
-        static = inspect.getattr_static(cls, "arg_constraints", None)
-        plan = _plan_of(cls, static, lasting=True) if isinstance(static, dict) else None
-        _ARG_PLANS[cls] = plan
-    return plan
-
-
-def _plan_of(cls, arg_constraints, lasting=False):
-    return tuple(
-        (name, c, _form_of(c, lasting), _is_lazy(cls, name))
-        for name, c in arg_constraints.items()
-        if not constraints.is_dependent(c)
-    )
-
-
-def check_parameters(dist) -> None:
-    """Raise a ValueError naming the first parameter of ``dist`` that breaks its constraint.
-
-    Checks what torch checks (every ``arg_constraints`` entry that is not
-    dependent and, for lazily computed parameters such as ``probs``/``logits``,
-    only the one given), with the same answer, at a fraction of the cost.
-
-    Example::
-
-        >>> import torch, ember.distributions as dist
-        >>> d = dist.Normal(torch.zeros(3), 1.0, validate_args=False)
-        >>> d.scale = torch.tensor([1.0, float("nan"), 2.0])
-        >>> check_parameters(d)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: Expected parameter scale (Tensor of shape (3,)) ... nan at index (1,)...
-    """
-    cls = type(dist)
-    plan = _arg_plan(cls)
-    if plan is None:
-        plan = _plan_of(cls, dist.arg_constraints)
-    d = dist.__dict__
-    pending = None
-    for name, constraint, form, lazy in plan:
-        value = d.get(name, _UNSET)
-        if value is _UNSET:
-            if lazy:
-                continue  # not given: derived from the parameter that was
-            value = getattr(dist, name)
-        decided = decide(constraint, value, form)
-        if decided is True:
-            continue
-        if decided is False:
-            raise parameter_error(cls.__name__, name, value, constraint)
-        if pending is None:
-            pending = []
-        pending.append(((name, value, constraint), decided))
-    if pending is not None:
-        bad = read_pending(pending)
-        if bad is not None:
-            raise parameter_error(cls.__name__, *bad)
-
-
-def parameter_error(dist_name: str, name: str, value, constraint, dtype=None) -> ValueError:
-    """The ValueError for parameter ``name`` of ``dist_name`` breaking ``constraint``.
-
-    ``value`` is the tensor, or the Python number given (stored with ``dtype``).
-    """
-    if isinstance(value, torch.Tensor):
-        what = f"Tensor of shape {tuple(value.shape)}"
-    else:
-        what = f"the Python number {value!r}"
-        value = torch.as_tensor(value, dtype=dtype)
-        what += f", stored as {value.item()!r}" if value.numel() == 1 else ""
-    return ValueError(
-        f"Expected parameter {name} ({what}) of distribution {dist_name} to satisfy the "
-        f"constraint {constraint!r}, but {describe_violation(constraint, value)}."
-        f"\nhint: check how {name} is computed; a learned parameter stays valid when declared "
-        f"with ember.param(..., constraint={_constraint_name(constraint)})"
-    )
-
-
-def _constraint_name(constraint) -> str:
-    for name, obj in vars(constraints).items():
-        if obj is constraint and not name.startswith("_"):
-            return f"constraints.{name}"
-    return repr(constraint)
-
-
-def check_value(dist, value) -> None:
-    """Raise a ValueError unless ``value`` fits ``dist``'s shapes and lies in its support.
-
-    Example::
-
-        >>> import torch, ember.distributions as dist
-        >>> check_value(dist.Exponential(torch.ones(2)), torch.tensor([0.5, -1.0]))
-        ... # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: Expected value argument (Tensor of shape (2,)) ... -1.0 at index (1,)...
-    """
-    name = type(dist).__name__
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(
-            f"The value argument to {name}.log_prob must be a Tensor, got "
-            f"{type(value).__name__}; hint: convert it with torch.as_tensor(value)"
-        )
-    event_shape, batch_shape = dist._event_shape, dist._batch_shape
-    shape = value.shape
-    n = len(event_shape)
-    if n and shape[len(shape) - n :] != event_shape:
-        raise ValueError(
-            f"The rightmost dims of the value (shape {tuple(shape)}) given to {name}.log_prob "
-            f"must match its event_shape {tuple(event_shape)}; hint: the value needs shape "
-            f"sample_shape + batch_shape + event_shape = (...) + {tuple(batch_shape)} + "
-            f"{tuple(event_shape)}"
-        )
-    expected = batch_shape + event_shape
-    for i, j in zip(reversed(shape), reversed(expected)):
-        if i != 1 and j != 1 and i != j:
-            raise ValueError(
-                f"The value (shape {tuple(shape)}) given to {name}.log_prob does not broadcast "
-                f"with batch_shape + event_shape = {tuple(expected)}; hint: sizes must be "
-                "equal or 1, aligned from the right"
-            )
-    try:
-        support = dist.support
-    except NotImplementedError:
-        warnings.warn(
-            f"{type(dist)} does not define `support`, so values cannot be validated; "
-            "construct it with validate_args=False to silence this warning",
-            stacklevel=3,
-        )
-        return
-    decided = decide(support, value)
-    if decided is not True and (decided is False or not bool(decided)):
-        raise ValueError(
-            f"Expected value argument (Tensor of shape {tuple(shape)}) of {name}.log_prob "
-            f"to lie in the support {support!r}, but {describe_violation(support, value)}."
-            "\nhint: values outside the support have probability zero; check the data given "
-            "as obs= (or to log_prob), or mask such entries out"
-        )

@@ -1,19 +1,29 @@
 """Shape and arithmetic helpers for distributions: broadcasting with clear
-errors, summing rightmost dims, scaling and masking log-densities, and the
-fast constraint checks behind argument validation."""
+errors, summing rightmost dims, scaling and masking log-densities, log-factorials,
+and storing Python-number parameters as tensors.
+
+The constraint checks behind argument validation live in
+:mod:`ember.distributions.validation`."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import gc
 import math
 import numbers
-import struct
-from typing import Iterable, Sequence
+import types
+import weakref
+from typing import Sequence
 
 import torch
-from torch.distributions import constraints as _tc
 from torch.distributions.utils import broadcast_all
 
-from ember.util import is_validation_enabled  # noqa: F401  (re-exported for convenience)
+from ember.util import (  # noqa: F401  (re-exported: Pyro users import them from here)
+    enable_validation,
+    is_validation_enabled,
+    validation_enabled,
+)
 
 
 def broadcast_shape(*shapes: Sequence[int], strict: bool = False) -> torch.Size:
@@ -46,10 +56,17 @@ def broadcast_shape(*shapes: Sequence[int], strict: bool = False) -> torch.Size:
 def sum_rightmost(value, dim: int):
     """Sum out the ``dim`` rightmost dims of ``value`` (all but ``-dim`` if negative).
 
+    ``dim = 0`` sums nothing, ``float("inf")`` sums every dim; a Python number
+    is returned as it is.
+
     Example::
 
         >>> sum_rightmost(torch.ones(2, 3, 4), 2).shape
         torch.Size([2])
+        >>> sum_rightmost(torch.ones(2, 3, 4), -1).shape
+        torch.Size([2])
+        >>> sum_rightmost(torch.ones(2, 3), float("inf"))
+        tensor(6.)
     """
     if isinstance(value, numbers.Number):
         return value
@@ -57,6 +74,8 @@ def sum_rightmost(value, dim: int):
         dim += value.dim()
     if dim == 0:
         return value
+    if dim >= value.dim():  # also ``float("inf")``: sum everything
+        return value.sum()
     return value.reshape(value.shape[: value.dim() - dim] + (-1,)).sum(-1)
 
 
@@ -158,378 +177,6 @@ def log_binomial(n, k, tol: float = 0.0):
     return log_factorial(n, tol) - log_factorial(k, tol) - log_factorial(n - k, tol)
 
 
-# --- fast constraint checks -----------------------------------------------------------------
-#
-# Argument validation is on by default, so it must be cheap. torch decides
-# ``constraint.check(value).all()`` with an elementwise kernel, a reduction and a host
-# read per parameter. Here the common constraints (real, bounds, intervals, integer
-# ranges, and ``independent`` versions of them) are decided from one reduction: ``min``
-# and ``max`` propagate NaN, so ``lower < value.min()`` fails exactly when some entry is
-# not above ``lower`` or is NaN; ``real`` is ``torch.equal(value, value)`` (NaN equals
-# nothing). simplex, lower_cholesky and lower_triangular take two or three ops instead
-# of seven to ten. A Python number, or a tensor holding a single distinct value (a number
-# broadcast to the batch shape), is compared in Python. On accelerators every check of
-# one call is combined into a single boolean read. The answer is always the one
-# ``constraint.check(value).all()`` gives.
-
-_MISS = object()
-_INFINITIES = (math.inf, -math.inf)
-_FLOAT_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
-_INT_DTYPES = frozenset((torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8))
-_SIMPLE = {
-    # constraint type -> (lower attr, lower strict, upper attr, upper strict, integer valued)
-    _tc._Real: (None, False, None, False, False),
-    _tc._GreaterThan: ("lower_bound", True, None, False, False),
-    _tc._GreaterThanEq: ("lower_bound", False, None, False, False),
-    _tc._LessThan: (None, False, "upper_bound", True, False),
-    _tc._Interval: ("lower_bound", False, "upper_bound", False, False),
-    _tc._HalfOpenInterval: ("lower_bound", False, "upper_bound", True, False),
-    _tc._IntegerInterval: ("lower_bound", False, "upper_bound", False, True),
-    _tc._IntegerGreaterThan: ("lower_bound", False, None, False, True),
-    _tc._IntegerLessThan: (None, False, "upper_bound", False, True),
-}
-_FORMS = {}  # long-lived constraint object -> its form (below) or None
-_FORMS_BY_BOUNDS = {}  # (kind, lower, upper, min_dim) -> form, for constraints made per call
-_NUMBER_TYPES = (int, float, bool)
-
-
-def _form_of(constraint, lasting: bool = False):
-    """``(lower, lower_strict, upper, upper_strict, integer, min_dim, exact, real)`` or None.
-
-    ``constraint`` (seen through ``independent``, which needs ``min_dim`` dims)
-    must be a range with Python-number bounds; ``exact`` says whether the
-    bounds are the same in every float dtype (small integers or infinities);
-    ``real`` that the constraint is ``real`` (anything but NaN). ``lasting``
-    constraints (module or class attributes) are remembered by identity; the
-    ones built at each call (dependent supports) by their bounds.
-    """
-    form = _FORMS.get(constraint, _MISS)
-    if form is not _MISS:
-        return form
-    base, min_dim = constraint, 0
-    while type(base) is _tc._IndependentConstraint:
-        min_dim += base.reinterpreted_batch_ndims
-        base = base.base_constraint
-    kind = type(base)
-    if kind is _tc._Boolean:
-        spec, lower, upper = ("lower", False, "upper", False, True), 0, 1
-    else:
-        spec = _SIMPLE.get(kind)
-        if spec is None:
-            form = None
-            if lasting and len(_FORMS) < 4096:
-                _FORMS[constraint] = form
-            return form
-        lower = None if spec[0] is None else getattr(base, spec[0])
-        upper = None if spec[2] is None else getattr(base, spec[2])
-    if (lower is not None and type(lower) not in _NUMBER_TYPES) or (
-        upper is not None and type(upper) not in _NUMBER_TYPES
-    ):
-        return None  # tensor bounds: compare elementwise (and never keep the tensors)
-    key = (kind, lower, upper, min_dim)
-    form = _FORMS_BY_BOUNDS.get(key)
-    if form is None:
-        bounds = [b for b in (lower, upper) if b is not None]
-        exact = all(b in _INFINITIES or (b == int(b) and abs(b) <= 256) for b in bounds)
-        real = lower is None and upper is None and not spec[4]
-        form = (lower, spec[1], upper, spec[3], spec[4], min_dim, exact, real)
-        if len(_FORMS_BY_BOUNDS) < 4096:
-            _FORMS_BY_BOUNDS[key] = form
-    if lasting and len(_FORMS) < 4096:
-        _FORMS[constraint] = form
-    return form
-
-
-for _c in vars(_tc).values():  # torch's constraint objects live as long as the process
-    if isinstance(_c, _tc.Constraint):
-        _form_of(_c, lasting=True)
-del _c
-
-_ROUNDED_BOUNDS = {}
-
-
-def _rounded(bound, dtype):
-    """``bound`` as torch sees it when it compares it with a tensor of ``dtype``."""
-    if dtype not in _FLOAT_DTYPES:
-        dtype = torch.get_default_dtype()  # int tensor vs Python float: both promoted
-        if type(bound) is int:
-            return bound
-    if dtype is torch.float64:
-        return bound
-    key = (bound, dtype)
-    rounded = _ROUNDED_BOUNDS.get(key)
-    if rounded is None:
-        rounded = torch.tensor(bound, dtype=dtype).item()
-        if len(_ROUNDED_BOUNDS) < 4096:
-            _ROUNDED_BOUNDS[key] = rounded
-    return rounded
-
-
-def _within(low, high, form, dtype) -> bool:
-    """Whether every entry lies in ``form``, from the entries' min ``low`` and max ``high``."""
-    lower, lower_strict, upper, upper_strict, integer, _, exact, _ = form
-    if low != low or high != high:  # NaN
-        return False
-    if lower is not None:
-        if not exact:
-            lower = _rounded(lower, dtype)
-        if (low <= lower) if lower_strict else (low < lower):
-            return False
-    if upper is not None:
-        if not exact:
-            upper = _rounded(upper, dtype)
-        if (high >= upper) if upper_strict else (high > upper):
-            return False
-    return not integer or low % 1 == 0
-
-
-def _in_dtype(x, dtype):
-    """The Python number ``x`` rounded as a tensor of ``dtype`` stores it (None: unknown)."""
-    if dtype is torch.float64:
-        return float(x)
-    if dtype is torch.float32:
-        try:
-            return _F32.unpack(_F32.pack(x))[0]
-        except OverflowError:
-            return math.copysign(math.inf, x)
-    return None
-
-
-_F32 = struct.Struct("f")
-
-
-def single_value(value: torch.Tensor):
-    """The Python number held by a CPU tensor whose entries all alias one element, else None.
-
-    That is the case for one-element tensors and for numbers broadcast with
-    ``expand`` (all strides zero); reading it needs no kernel.
-
-    Example::
-
-        >>> single_value(torch.tensor(2.5).expand(3, 4))
-        2.5
-        >>> single_value(torch.ones(2)) is None
-        True
-    """
-    n = value.numel()
-    if n == 1:
-        return value.item()
-    if n == 0 or any(value.stride()):
-        return None
-    base = value._base
-    if base is not None and base.numel() == 1 and base.storage_offset() == value.storage_offset():
-        return base.item()
-    return value.as_strided((), ()).item()
-
-
-def decide(constraint, value, form=_MISS, dtype=None):
-    """Whether ``value`` satisfies ``constraint`` everywhere: True/False, or off the CPU a
-    0-dim bool tensor still to be read (so that several can be read at once).
-
-    ``value`` is a tensor or a Python number (to be stored with ``dtype``, by
-    default the default dtype); ``form`` is ``_form_of(constraint)`` when the
-    caller has it at hand.
-    """
-    if isinstance(value, torch.Tensor):
-        if not value.is_cpu:
-            if value.is_meta:
-                return True  # no values to check
-            return constraint.check(value.detach()).all()
-        if form is _MISS:
-            form = _form_of(constraint)
-        if form is not None:
-            if value.layout is torch.strided:
-                decided = _decide_range(form, value)
-                if decided is not None:
-                    return decided
-        elif type(constraint) in _TRIANGULAR:
-            decided = _decide_triangular(value, type(constraint) is _tc._LowerCholesky)
-            if decided is not None:
-                return decided
-        elif type(constraint) is _tc._Simplex:
-            decided = _decide_simplex(value)
-            if decided is not None:
-                return decided
-        if value.requires_grad:
-            value = value.detach()
-        return bool(constraint.check(value).all())
-    if type(value) is float or type(value) is int:  # a Python number: no tensor at all
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if form is _MISS:
-            form = _form_of(constraint)
-        x = _in_dtype(value, dtype)
-        if form is not None and x is not None:
-            return _within(x, x, form, dtype)
-    return decide(constraint, torch.as_tensor(value, dtype=dtype), form)
-
-
-def _decide_range(form, value):
-    """``decide`` for a range constraint and a strided CPU tensor (None: check elementwise)."""
-    if value.dim() < form[5]:
-        return None  # the elementwise check raises torch's error
-    dtype = value.dtype
-    if dtype in _FLOAT_DTYPES:
-        floating = True
-        if form[7]:  # real: NaN is the only invalid value, and NaN equals nothing
-            return torch.equal(value, value)
-    elif dtype in _INT_DTYPES:
-        floating = False
-    else:
-        return None
-    n = value.numel()
-    if n == 1:
-        x = value.item()
-        return _within(x, x, form, dtype)
-    if n == 0:
-        return True
-    if not any(value.stride()):  # a broadcast number: one distinct entry
-        x = single_value(value)
-        return _within(x, x, form, dtype)
-    lower, upper, integer = form[0], form[2], form[4]
-    if not floating:
-        if lower is None and upper is None:
-            return True  # integers are real and integral
-    if value.requires_grad:
-        value = value.detach()
-    if integer and floating:  # in range (so finite) and equal to its integer part
-        low, high = torch.aminmax(value)
-        low, high = low.item(), high.item()
-        if low in _INFINITIES or high in _INFINITIES or not _within(low, high, form, dtype):
-            return False
-        return torch.equal(value, value.trunc())
-    if upper is None:
-        low = value.min().item()
-        return _within(low, low, form, dtype)
-    if lower is None:
-        high = value.max().item()
-        return _within(high, high, form, dtype)
-    low, high = torch.aminmax(value)
-    return _within(low.item(), high.item(), form, dtype)
-
-
-_TRIANGULAR = (_tc._LowerTriangular, _tc._LowerCholesky)
-
-
-def _decide_simplex(value):
-    """simplex (entries >= 0, rows summing to 1 within 1e-6) from two reductions."""
-    dtype = value.dtype
-    if value.dim() < 1 or dtype not in _FLOAT_DTYPES or value.layout is not torch.strided:
-        return None
-    if value.numel() == 0:
-        return True
-    if value.requires_grad:
-        value = value.detach()
-    if value.numel() <= _SMALL_SIMPLEX:  # read the row sums (as torch rounds them) and entries
-        tol = _rounded(1e-6, dtype)
-        sums = value.sum(-1).reshape(-1).tolist()
-        # s - 1 is exact in the dtype for s near 1 (and far from the bound otherwise)
-        if not all(abs(s - 1.0) < tol for s in sums):
-            return False
-        return all(x >= 0 for x in value.reshape(-1).tolist())  # (NaN fails)
-    low = value.min().item()
-    if not low >= 0:  # (NaN too)
-        return False
-    error = (value.sum(-1) - 1).abs().max().item()
-    return error < _rounded(1e-6, dtype)
-
-
-_SMALL_SIMPLEX = 256  # up to this many entries, the simplex check reads them all
-
-
-def _decide_triangular(value, positive_diagonal):
-    """lower_triangular / lower_cholesky in two or three tensor ops (torch's check takes ten).
-
-    ``torch.equal`` with the lower triangle fails exactly when some entry above
-    the diagonal is not zero or some entry is NaN (NaN equals nothing).
-    """
-    if value.dim() < 2 or value.layout is not torch.strided:
-        return None
-    if value.numel() == 0:
-        return True
-    if not torch.equal(value.tril(), value):
-        return False
-    return not positive_diagonal or value.diagonal(dim1=-2, dim2=-1).min().item() > 0
-
-
-def read_pending(pending) -> int | None:
-    """Read the undecided ``(index, 0-dim bool tensor)`` pairs with one host read if possible;
-    the index of the first False one, else None."""
-    if len(pending) > 1 and len({r.device for _, r in pending}) == 1:
-        if bool(torch.stack([r for _, r in pending]).all()):  # the one device read
-            return None
-    for i, r in pending:
-        if not bool(r):
-            return i
-    return None
-
-
-def first_violation(checks: Iterable) -> int | None:
-    """Index of the first ``(constraint, value)`` pair whose value breaks its constraint.
-
-    Returns None when all hold. Decides each pair from as little work as
-    possible (see the notes above) and reads accelerator results once, all
-    together; the answer equals ``constraint.check(value).all()`` for each pair.
-
-    Example::
-
-        >>> from torch.distributions import constraints
-        >>> first_violation([(constraints.real, torch.zeros(3)),
-        ...                  (constraints.positive, torch.tensor([1.0, -1.0]))])
-        1
-        >>> first_violation([(constraints.positive, 2.0)]) is None
-        True
-    """
-    pending = None
-    for i, (constraint, value) in enumerate(checks):
-        decided = decide(constraint, value)
-        if decided is True:
-            continue
-        if decided is False:
-            return i
-        if pending is None:
-            pending = []
-        pending.append((i, decided))
-    return None if pending is None else read_pending(pending)
-
-
-def describe_violation(constraint, value, limit: int = 3) -> str:
-    """Which entries of ``value`` break ``constraint``: count, positions and values.
-
-    Example::
-
-        >>> from torch.distributions import constraints
-        >>> describe_violation(constraints.positive, torch.tensor([1.0, -2.0, 0.0]))
-        'found 2 invalid values out of 3: -2.0 at index (1,), 0.0 at index (2,)'
-    """
-    value = torch.as_tensor(value).detach()
-    ok = torch.as_tensor(constraint.check(value))
-    bad = ~ok.bool()
-    count, total = int(bad.sum()), bad.numel()
-    if bad.dim() == 0:
-        return f"found the invalid value {_show(value)}"
-    where = bad.nonzero()[:limit].tolist()
-    shown = ", ".join(f"{_show(value[tuple(idx)])} at index {tuple(idx)}" for idx in where)
-    more = ", ..." if count > limit else ""
-    noun = "value" if count == 1 else "values"
-    return f"found {count} invalid {noun} out of {total}: {shown}{more}"
-
-
-def _show(x: torch.Tensor) -> str:
-    digits = {torch.float32: 7, torch.float16: 4, torch.bfloat16: 3}.get(x.dtype)
-
-    def number(v):  # shortest form that identifies the value in its dtype
-        return repr(float(f"{v:.{digits}g}")) if digits and isinstance(v, float) else repr(v)
-
-    if x.numel() == 1:
-        return number(x.item())
-    if x.numel() <= 16:
-        flat = x.reshape(-1).tolist()
-        return f"[{', '.join(number(v) for v in flat)}]" + (
-            f" (shape {tuple(x.shape)})" if x.dim() > 1 else ""
-        )
-    return f"<tensor of shape {tuple(x.shape)}, min {x.min().item()}, max {x.max().item()}>"
-
-
 def broadcast_params(*values):
     """Tensors of ``values`` (tensors or Python numbers) broadcast to one shape.
 
@@ -577,3 +224,281 @@ def number_like(x, like: torch.Tensor) -> torch.Tensor:
     if like.numel() <= _DENSE_NUMBERS:
         return torch.full_like(like, x)
     return torch.scalar_tensor(x, dtype=like.dtype, device=like.device).expand_as(like)
+
+
+# --- helpers for users and for tests of distributions ---------------------------------------
+
+
+def logsumexp(tensor: torch.Tensor, dim=-1, keepdim: bool = False) -> torch.Tensor:
+    """``log(sum(exp(tensor)))`` over ``dim``, computed stably (``torch.logsumexp``).
+
+    ``dim`` defaults to the last dim. Where every entry is ``-inf`` the result
+    is ``-inf`` (not NaN).
+
+    Example::
+
+        >>> logsumexp(torch.tensor([0.0, math.log(3.0)])).exp()
+        tensor(4.)
+        >>> logsumexp(torch.full((2,), -math.inf))
+        tensor(-inf)
+    """
+    return torch.logsumexp(tensor, dim, keepdim=keepdim)
+
+
+def sum_leftmost(value, dim):
+    """Sum out the ``dim`` leftmost dims of ``value`` (all but ``-dim`` if negative).
+
+    ``dim = 0`` sums nothing, ``float("inf")`` sums every dim; a Python number
+    is returned as it is.
+
+    Example::
+
+        >>> sum_leftmost(torch.ones(2, 3, 4), 1).shape
+        torch.Size([3, 4])
+        >>> sum_leftmost(torch.ones(2, 3, 4), -1).shape
+        torch.Size([4])
+        >>> sum_leftmost(torch.ones(2, 3), float("inf"))
+        tensor(6.)
+    """
+    if isinstance(value, numbers.Number):
+        return value
+    if dim < 0:
+        dim += value.dim()
+    if dim == 0:
+        return value
+    if dim >= value.dim():
+        return value.sum()
+    return value.reshape((-1,) + value.shape[int(dim) :]).sum(0)
+
+
+def scalar_like(prototype: torch.Tensor, fill_value) -> torch.Tensor:
+    """A 0-dim tensor holding ``fill_value`` with ``prototype``'s dtype and device.
+
+    Example::
+
+        >>> scalar_like(torch.zeros(3, dtype=torch.float64), 2)
+        tensor(2., dtype=torch.float64)
+    """
+    return torch.tensor(fill_value, dtype=prototype.dtype, device=prototype.device)
+
+
+def gather(value: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
+    """Pick ``value`` along ``dim`` at ``index``, broadcasting the other dims.
+
+    ``value`` and ``index`` are broadcast together; ``index`` must be constant
+    along ``dim`` (its first slice there is used), and the result keeps ``dim``
+    with size 1.
+
+    Example::
+
+        >>> value = torch.tensor([[10.0, 11.0, 12.0], [20.0, 21.0, 22.0]])
+        >>> gather(value, torch.tensor([[2], [0]]), -1)
+        tensor([[12.],
+                [20.]])
+    """
+    value, index = torch.broadcast_tensors(value, index)
+    index = index.narrow(dim, 0, 1)
+    return value.gather(dim, index)
+
+
+def copy_docs_from(source_class, full_text: bool = False):
+    """Class decorator: give undocumented public attributes the docs of ``source_class``'s.
+
+    Each public method or property of the decorated class that has no
+    docstring gets one: a reference ``"See :meth:`module.Class.name`"`` to the
+    source's attribute, or the source's full docstring when ``full_text`` is
+    true (or when the source's docstring is itself such a reference).
+
+    Example::
+
+        >>> class Base:
+        ...     def area(self):
+        ...         "The area."
+        >>> @copy_docs_from(Base, full_text=True)
+        ... class Square(Base):
+        ...     def area(self):
+        ...         return 4
+        >>> Square.area.__doc__
+        'The area.'
+    """
+
+    def decorate(cls):
+        for name in dir(cls):
+            if name.startswith("_"):
+                continue
+            attr = getattr(cls, name)
+            target = getattr(attr, "__func__", attr)
+            source_doc = getattr(getattr(source_class, name, None), "__doc__", None)
+            if not source_doc or getattr(target, "__doc__", None):
+                continue
+            if full_text or source_doc.startswith("See "):
+                doc = source_doc
+            else:
+                doc = f"See :meth:`{source_class.__module__}.{source_class.__name__}.{name}`"
+            if isinstance(target, property):  # a property's __doc__ is read-only: rebuild it
+                setattr(cls, name, property(target.fget, target.fset, target.fdel, doc))
+            else:
+                try:
+                    target.__doc__ = doc
+                except (AttributeError, TypeError):  # builtins and slot wrappers
+                    pass
+        return cls
+
+    return decorate
+
+
+def weakmethod(fn):
+    """Decorator: bind a method to its instance through a weak reference.
+
+    Storing a bound method on its own instance (``self.callback =
+    self._callback``) makes a reference cycle that only the garbage collector
+    can free. Decorated methods bind weakly, so the instance is freed as soon
+    as its last real reference goes; calling the method after that raises
+    ``AttributeError``. Assigning the method to its own attribute name is
+    allowed only with the method itself.
+
+    Example::
+
+        >>> import weakref
+        >>> class Counter:
+        ...     def __init__(self):
+        ...         self.n = 0
+        ...         self.callback = self.increment
+        ...     @weakmethod
+        ...     def increment(self, by=1):
+        ...         self.n += by
+        ...         return self.n
+        >>> c = Counter()
+        >>> c.callback(2)
+        2
+        >>> ref = weakref.ref(c)
+        >>> del c
+        >>> ref() is None
+        True
+    """
+
+    def call(self_ref, *args, **kwargs):
+        self = self_ref()
+        if self is None:
+            raise AttributeError(
+                f"{fn.__name__}: the object this weak method was bound to has been "
+                "garbage collected; keep a reference to the object while using its method"
+            )
+        return fn(self, *args, **kwargs)
+
+    def bind(self):
+        bound = functools.partial(call, weakref.ref(self))
+        functools.update_wrapper(bound, fn)
+        return bound
+
+    def rebind(self, new):
+        if not (
+            isinstance(new, functools.partial)
+            and new.func is call
+            and len(new.args) == 1
+            and new.args[0]() is self
+        ):
+            raise AttributeError(
+                f"cannot assign to {fn.__name__}: it is a weak method of "
+                f"{type(self).__name__}; assign the callable to another attribute name"
+            )
+
+    return property(bind, rebind, doc=fn.__doc__)
+
+
+# Objects that copy.deepcopy returns as they are: nothing inside them is copied.
+_ATOMIC_TYPES = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    weakref.ref,
+    property,
+    str,
+    bytes,
+    numbers.Number,
+    torch.dtype,
+    torch.device,
+    type(None),
+)
+
+
+def _tensors_and_modules(obj):
+    """Every tensor and ``nn.Module`` reachable from ``obj`` the way deepcopy walks it."""
+    tensors, modules, seen, stack = [], [], set(), [obj]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen or isinstance(x, _ATOMIC_TYPES):
+            continue
+        seen.add(id(x))
+        if isinstance(x, torch.Tensor):
+            tensors.append(x)
+            continue
+        if isinstance(x, torch.nn.Module):
+            modules.append(x)
+        stack.extend(gc.get_referents(x))
+    return tensors, modules
+
+
+def _deepcopy_mapping_tensors(obj, convert_tensor, convert_module=None):
+    """``copy.deepcopy(obj)`` with each tensor replaced by ``convert_tensor(tensor)``.
+
+    Tensors are not copied through their own ``__deepcopy__`` (which refuses
+    non-leaf tensors): the deepcopy memo is seeded with their converted
+    versions, so every reference to one tensor maps to one converted tensor.
+    Modules get ``convert_module(module)`` in place first.
+    """
+    if convert_module is not None:
+        _, modules = _tensors_and_modules(obj)
+        for module in modules:
+            convert_module(module)
+    tensors, _ = _tensors_and_modules(obj)
+    memo = {id(t): convert_tensor(t) for t in tensors}
+    memo[id(memo)] = tensors  # keeps the originals alive while their ids are keys
+    return copy.deepcopy(obj, memo)
+
+
+def detach(obj):
+    """A deep copy of ``obj`` with every tensor in it detached from the autograd graph.
+
+    Works on any Python object: distributions (also expanded or transformed
+    ones), transforms, containers, modules. Tensor data are shared, not
+    copied; all else is copied as :func:`copy.deepcopy` copies it.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> loc = torch.tensor(0.0, requires_grad=True)
+        >>> d = detach(dist.Normal(loc, 1.0))
+        >>> d.loc.requires_grad, type(d).__name__
+        (False, 'Normal')
+    """
+    return _deepcopy_mapping_tensors(obj, torch.Tensor.detach)
+
+
+def deep_to(obj, *args, **kwargs):
+    """A deep copy of ``obj`` with ``.to(*args, **kwargs)`` applied to every tensor in it.
+
+    Like :meth:`torch.Tensor.to` it makes new objects (distributions,
+    containers, ...), so tensors that ``nn.Module.to`` would not reach, such as
+    plain tensor attributes or the parameters of a distribution held by a
+    module, are converted too. Modules are first converted in place with
+    :meth:`torch.nn.Module.to` (as torch does), then copied. ``requires_grad``
+    is kept. With no arguments the tensors are unchanged.
+
+    Example::
+
+        >>> import ember.distributions as dist
+        >>> d = deep_to(dist.Normal(0.0, 1.0), torch.float64)
+        >>> d.loc.dtype, d.sample().dtype
+        (torch.float64, torch.float64)
+    """
+
+    def convert(t):
+        return t.to(*args, **kwargs)
+
+    def convert_module(m):
+        m.to(*args, **kwargs)
+
+    return _deepcopy_mapping_tensors(obj, convert, convert_module)

@@ -7,14 +7,11 @@ re-exported here.
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Union
 
 import torch
-from torch.distributions import constraints
-from torch.distributions.utils import broadcast_all
 
-from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.torch_distribution import TorchDistributionMixin
+from ember.distributions.validation import enable_fast_validation, fresh_instance
 from ember.distributions.von_mises_3d import VonMises3D
 
 __all__ = ["VonMises", "VonMises3D"]
@@ -56,14 +53,18 @@ def _best_fisher(kappa: torch.Tensor, shape: torch.Size) -> torch.Tensor:
             return result
 
 
-class VonMises(TorchDistribution):
+@enable_fast_validation
+class VonMises(torch.distributions.VonMises, TorchDistributionMixin):
     """Circular von Mises distribution with density ``exp(k cos(x - loc)) / (2 pi I0(k))``.
 
     ``loc`` and values may be any real numbers (handy for unconstrained
     optimization); they are read as angles modulo ``2 pi``. Samples are drawn
     with the rejection sampler of Best & Fisher (1979) and lie in
     ``[-pi, pi]``. ``mean`` and ``variance`` are the circular ones: ``loc`` and
-    ``1 - I1(k) / I0(k)``. See :class:`VonMises3D` for the spherical cousin.
+    ``1 - I1(k) / I0(k)``; the log-density stays finite for large ``k``. This
+    is the wrapper of ``torch.distributions.VonMises`` in
+    :mod:`ember.distributions.torch`. See :class:`VonMises3D` for the spherical
+    cousin.
 
     Example::
 
@@ -78,25 +79,12 @@ class VonMises(TorchDistribution):
         True
     """
 
-    arg_constraints = {"loc": constraints.real, "concentration": constraints.positive}
-    support = constraints.real
-    has_rsample = False
-
-    def __init__(
-        self,
-        loc: Union[numbers.Number, torch.Tensor],
-        concentration: Union[numbers.Number, torch.Tensor],
-        validate_args=None,
-    ):
-        self.loc, self.concentration = broadcast_all(loc, concentration)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(VonMises, _instance)
+        new = fresh_instance(self, VonMises, _instance)
         new.loc = self.loc.expand(batch_shape)
         new.concentration = self.concentration.expand(batch_shape)
-        TorchDistribution.__init__(new, batch_shape, validate_args=False)
+        torch.distributions.Distribution.__init__(new, batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
@@ -110,17 +98,12 @@ class VonMises(TorchDistribution):
     def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
         """Draw by Best, D. J. and Fisher, N. I. (1979), "Efficient simulation of
         the von Mises distribution", Applied Statistics 28: 152-157."""
-        shape = self._extended_shape(sample_shape)
+        shape = self.shape(sample_shape)
         with torch.no_grad():
             theta = _best_fisher(self.concentration, shape)
             x = theta + self.loc.double()
             x = torch.remainder(x + math.pi, 2 * math.pi) - math.pi
             return x.to(self.loc.dtype)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """The circular mean, ``loc``."""
-        return self.loc
 
     @property
     def variance(self) -> torch.Tensor:

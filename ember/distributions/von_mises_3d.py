@@ -9,6 +9,7 @@ from torch.distributions import constraints
 
 from ember.distributions import constraints as ember_constraints
 from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.validation import fresh_instance
 
 __all__ = ["VonMises3D"]
 
@@ -80,7 +81,7 @@ class VonMises3D(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        new = self._get_checked_instance(VonMises3D, _instance)
+        new = fresh_instance(self, VonMises3D, _instance)
         new.concentration = self.concentration.expand(batch_shape + (3,))
         TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args

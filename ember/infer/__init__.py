@@ -1,28 +1,26 @@
-"""Inference: SVI and its ELBO estimators, importance sampling, systematic
-search, posterior-predictive sampling.
+"""Inference: SVI with its ELBO estimators (one contract, :class:`ELBO`) and the
+EnergyDistance loss, importance sampling, systematic search, posterior-predictive
+sampling.
 """
 
 from ember.infer.abstract_infer import EmpiricalMarginal, TracePosterior
 from ember.infer.elbo import ELBO, ELBOModule
+from ember.infer.energy_distance import EnergyDistance
 from ember.infer.enum import config_enumerate
 from ember.infer.importance import Importance
-from ember.infer.jit_elbo import (
-    JitTrace_ELBO,
-    JitTraceEnum_ELBO,
-    JitTraceGraph_ELBO,
-    JitTraceMeanField_ELBO,
-)
 from ember.infer.predictive import Predictive
 from ember.infer.search import Search
 from ember.infer.svi import SVI
-from ember.infer.trace_elbo import Trace_ELBO
-from ember.infer.trace_mean_field_elbo import TraceMeanField_ELBO
-from ember.infer.traceenum_elbo import TraceEnum_ELBO
-from ember.infer.tracegraph_elbo import TraceGraph_ELBO
+from ember.infer.trace_elbo import JitTrace_ELBO, Trace_ELBO
+from ember.infer.trace_mean_field_elbo import JitTraceMeanField_ELBO, TraceMeanField_ELBO
+from ember.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
+from ember.infer.traceenum_elbo import JitTraceEnum_ELBO, TraceEnum_ELBO
+from ember.infer.tracegraph_elbo import JitTraceGraph_ELBO, TraceGraph_ELBO
 
 __all__ = [
     "ELBO",
     "ELBOModule",
+    "EnergyDistance",
     "EmpiricalMarginal",
     "Importance",
     "JitTraceEnum_ELBO",
@@ -35,7 +33,14 @@ __all__ = [
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
+    "TraceTailAdaptive_ELBO",
     "TracePosterior",
     "Trace_ELBO",
     "config_enumerate",
 ]
+
+# The automatic guides build on the estimators above; ``import ember`` makes them
+# reachable as ember.infer.autoguide, as Pyro programs expect.
+from ember.infer import autoguide  # noqa: E402
+
+__all__ += ["autoguide"]

@@ -13,22 +13,31 @@ them, and marginals read the batched values directly.
 
 from __future__ import annotations
 
-import math
 from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 
 from ember import poutine
 from ember.distributions.empirical import Empirical
-from ember.poutine.trace_struct import site_is_subsample
+from ember.infer.util import plate_depth
+from ember.poutine.trace_struct import Trace
+from ember.poutine.util import site_is_subsample
 
-__all__ = ["EmpiricalMarginal", "TracePosterior"]
+__all__ = ["SAMPLES_PLATE", "EmpiricalMarginal", "TracePosterior", "VectorizedSamples"]
+
+#: The name of the plate that holds the samples of a vectorized posterior.
+SAMPLES_PLATE = "_num_importance_samples"
 
 
-class _Batch:
-    """Samples drawn in one vectorized pass: one trace with a sample dim per site."""
+class VectorizedSamples:
+    """Samples drawn in one vectorized pass: one trace whose sites carry a sample dim.
+
+    The sample dim of each site is the plate :data:`SAMPLES_PLATE`, at
+    ``dim=-(max_plate_nesting + 1)``; ``log_weights`` has one entry per sample.
+    ``args`` is ``(args, kwargs)`` to replay ``model`` with (for return values).
+    """
 
     __slots__ = ("trace", "log_weights", "num_samples", "max_plate_nesting", "model", "args")
 
@@ -69,10 +78,7 @@ class _Batch:
     def natural_shape(self, site, shape: torch.Size) -> torch.Size:
         """A sample's value shape as an unvectorized run gives it (leading 1s trimmed)."""
         event_dim = len(getattr(site.get("fn"), "event_shape", ()))
-        depth = 0
-        for f in site.get("cond_indep_stack", ()) or ():
-            if f.name != _SAMPLES_PLATE and getattr(f, "vectorized", True) and f.dim is not None:
-                depth = max(depth, -f.dim)
+        depth = plate_depth((site,), exclude=SAMPLES_PLATE)
         shape = tuple(shape)
         while len(shape) - event_dim > depth and shape[0] == 1:
             shape = shape[1:]
@@ -80,8 +86,6 @@ class _Batch:
 
     def split(self) -> List[object]:
         """The per-sample traces (slow: one trace per sample; model replayed for returns)."""
-        from ember.poutine.trace_struct import Trace
-
         model, (args, kwargs) = self.model, self.args
         traces = []
         for i in range(self.num_samples):
@@ -99,7 +103,7 @@ class _Batch:
                         one = value.select(pos, i)
                         site["value"] = one.reshape(self.natural_shape(site, one.shape))
                     site["cond_indep_stack"] = tuple(
-                        f for f in site.get("cond_indep_stack", ()) if f.name != _SAMPLES_PLATE
+                        f for f in site.get("cond_indep_stack", ()) if f.name != SAMPLES_PLATE
                     )
                     site["fn"] = None
                 tr.add_node(name, **site)
@@ -112,9 +116,6 @@ class _Batch:
                 tr.add_node("_RETURN", **dict(ret.nodes["_RETURN"]))
             traces.append(tr)
         return traces
-
-
-_SAMPLES_PLATE = "_num_importance_samples"
 
 
 class TracePosterior(metaclass=ABCMeta):
@@ -147,7 +148,7 @@ class TracePosterior(metaclass=ABCMeta):
         self.log_weights: List[torch.Tensor] = []
         self._exec_traces: List[object] = []
         self.chain_ids: List[int] = []
-        self._batches: List[_Batch] = []
+        self._batches: List[VectorizedSamples] = []
 
     @abstractmethod
     def _traces(self, *args, **kwargs) -> Iterator[Tuple[object, torch.Tensor]]:
@@ -178,12 +179,14 @@ class TracePosterior(metaclass=ABCMeta):
                 self.chain_ids.append(0)
         return self
 
-    def _add_batch(self, batch: _Batch) -> None:
+    def add_vectorized_samples(self, batch: VectorizedSamples) -> None:
+        """Add samples drawn in one vectorized pass (split into traces only when asked for)."""
         self._batches.append(batch)
         self.log_weights.extend(batch.log_weights.unbind(0))
         self.chain_ids.extend([0] * batch.num_samples)
 
-    def _log_weights_tensor(self) -> torch.Tensor:
+    def stacked_log_weights(self) -> torch.Tensor:
+        """All samples' log weights as one 1-d tensor (``ValueError`` before :meth:`run`)."""
         parts = []
         if self._exec_traces:
             parts.append(
@@ -273,14 +276,7 @@ class TracePosterior(metaclass=ABCMeta):
                 ll = ll.unsqueeze(0).expand((batch.num_samples,) + ll.shape)
                 pos = 0
             ll = ll.movedim(pos, 0)
-            depth = 0
-            for f in site.get("cond_indep_stack", ()) or ():
-                if (
-                    f.name != _SAMPLES_PLATE
-                    and getattr(f, "vectorized", True)
-                    and f.dim is not None
-                ):
-                    depth = max(depth, -f.dim)
+            depth = plate_depth((site,), exclude=SAMPLES_PLATE)
             shape = tuple(ll.shape[1:])
             while len(shape) > depth and shape[0] == 1:
                 shape = shape[1:]
@@ -318,7 +314,7 @@ class TracePosterior(metaclass=ABCMeta):
             (['p_waic', 'waic'], torch.Size([4]))
         """
         ll = self._pointwise_log_likelihood()
-        log_w = self._log_weights_tensor().to(dtype=ll.dtype, device=ll.device)
+        log_w = self.stacked_log_weights().to(dtype=ll.dtype, device=ll.device)
         log_w = log_w - torch.logsumexp(log_w, 0)
         log_w = log_w.reshape(log_w.shape + (1,) * (ll.dim() - 1))
         w = log_w.exp()
@@ -371,7 +367,7 @@ class EmpiricalMarginal(Empirical):
             )
         if sites is None:
             sites = "_RETURN"
-        log_weights = trace_posterior._log_weights_tensor()
+        log_weights = trace_posterior.stacked_log_weights()
         if isinstance(sites, str):
             samples = trace_posterior._site_values(sites)
         else:
@@ -386,11 +382,3 @@ class EmpiricalMarginal(Empirical):
         )
         self.sites = sites
         super().__init__(samples, log_weights, validate_args=validate_args)
-
-
-def _log_mean_exp(log_weights: torch.Tensor) -> torch.Tensor:
-    return torch.logsumexp(log_weights, 0) - math.log(log_weights.numel())
-
-
-def _callable_name(fn: Callable) -> str:
-    return getattr(fn, "__name__", type(fn).__name__)

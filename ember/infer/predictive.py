@@ -14,7 +14,8 @@ from typing import Callable, Dict, Sequence
 import torch
 
 from ember import poutine
-from ember.infer.util import prune_subsample_sites, vectorize
+from ember.infer.util import plate_depth, vectorize
+from ember.poutine.util import prune_subsample_sites
 
 __all__ = ["Predictive"]
 
@@ -37,15 +38,6 @@ def _site_info(trace) -> Dict[str, dict]:
     return info
 
 
-def _plate_depth(trace) -> int:
-    depth = 0
-    for site in trace.nodes.values():
-        for f in site.get("cond_indep_stack", ()) or ():
-            if getattr(f, "vectorized", True) and f.dim is not None:
-                depth = max(depth, -f.dim)
-    return depth
-
-
 class Predictive(torch.nn.Module):
     """Draw samples of a model's sites given posterior samples or a guide.
 
@@ -57,8 +49,9 @@ class Predictive(torch.nn.Module):
     :param num_samples: number of samples (taken from ``posterior_samples``
         when given).
     :param return_sites: the sites to return; ``()`` (default) returns every
-        sample site not in ``posterior_samples``; ``None`` returns all sample
-        sites. ``"_RETURN"`` returns the model's return value.
+        sample site not in ``posterior_samples`` (every sample site, with a
+        ``guide``); ``None`` returns all sample sites. ``"_RETURN"`` returns the
+        model's return value.
     :param parallel: draw all samples in one vectorized pass.
     :param batch_ndims: number of leading batch dims of ``posterior_samples``
         (default 1; e.g. 2 for ``(num_chains, num_samples, ...)``).
@@ -161,7 +154,7 @@ class Predictive(torch.nn.Module):
         with poutine.block():
             first = prune_subsample_sites(poutine.trace(fn).get_trace(*args, **kwargs))
         info = _site_info(first)
-        depth = _plate_depth(first)
+        depth = plate_depth(first.nodes.values())
         samples = {k: v for k, v in samples.items() if k in info}
         if return_sites is None:
             wanted = list(info)
@@ -218,12 +211,20 @@ class Predictive(torch.nn.Module):
         """Samples of the return sites, one leading row per posterior sample."""
         with torch.no_grad():
             samples = self.posterior_samples
+            return_sites = self.return_sites
             if self.guide is not None:
                 samples = self._predict(self.guide, {}, None, args, kwargs)
-            out = self._predict(self.model, samples, self.return_sites, args, kwargs)
+                if not return_sites:
+                    return_sites = None  # with a guide, every site by default (as Pyro)
+            out = self._predict(self.model, samples, return_sites, args, kwargs)
         if self.batch_ndims != 1:
             out = {k: v.reshape(self._batch_shape + v.shape[1:]) for k, v in out.items()}
         return out
+
+    def call(self, *args, **kwargs) -> tuple:
+        """The samples as a tuple ordered by site name (what ``torch.jit.trace_module``
+        can trace, unlike a dict)."""
+        return tuple(v for _, v in sorted(self.forward(*args, **kwargs).items()))
 
     def get_samples(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         """Same as calling the module."""
@@ -238,7 +239,7 @@ class Predictive(torch.nn.Module):
             with poutine.block():
                 first = poutine.trace(self.model).get_trace(*args, **kwargs)
             info = _site_info(first)
-            depth = _plate_depth(first)
+            depth = plate_depth(first.nodes.values())
             data = {}
             for k, v in samples.items():
                 if k in info:

@@ -2,9 +2,10 @@
 
 Each step estimates the loss (by default an ELBO), back-propagates its
 surrogate, and lets an :class:`~ember.optim.PyroOptim` update every parameter
-the step touched. Parameters are found through the trace of the step (its
-``param`` sites), so parameters created for the first time mid-training join
-the optimization as soon as they appear.
+the step touched. Parameters are found through the traces of the step (their
+``param`` sites; :meth:`ELBO.loss_and_params <ember.infer.elbo.ELBO.loss_and_params>`),
+so parameters created for the first time mid-training join the optimization
+as soon as they appear.
 """
 
 from __future__ import annotations
@@ -15,18 +16,10 @@ import torch
 
 from ember import poutine
 from ember.infer.elbo import ELBO
-from ember.infer.util import torch_item, zero_grads
+from ember.infer.progress import progress_loop
+from ember.infer.util import torch_item, unconstrained_param, zero_grads
 
 __all__ = ["SVI"]
-
-
-def _unconstrained(value: torch.Tensor) -> torch.Tensor:
-    """The leaf tensor that the optimizer updates for a ``param`` site's value."""
-    get = getattr(value, "unconstrained", None)
-    if get is None:
-        return value
-    leaf = get() if callable(get) else get
-    return value if leaf is None else leaf
 
 
 class SVI:
@@ -129,28 +122,18 @@ class SVI:
 
     def step(self, *args, **kwargs) -> float:
         """Take one gradient step on the loss; returns the loss estimate as a float."""
-        elbo = self._elbo
-        if elbo is not None and type(elbo)._reports_params:
-            # the estimator reports the param sites of the traces it made
-            elbo._param_collector = values = {}
-            try:
-                loss = elbo._loss_and_grads_tensor(self.model, self.guide, args, kwargs)
-            finally:
-                elbo._param_collector = None
-            values = values.values()
+        if self._elbo is not None:
+            # the estimator reports the params of the traces it made
+            loss, params = self._elbo.loss_and_params(self.model, self.guide, *args, **kwargs)
         else:
             with poutine.trace(param_only=True) as param_capture:
-                if elbo is not None:
-                    loss = elbo._loss_and_grads_tensor(self.model, self.guide, args, kwargs)
-                else:
-                    loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-            values = [site["value"] for site in param_capture.trace.nodes.values()]
-        params = {}
-        for value in values:
-            p = _unconstrained(value)
-            if p.requires_grad:
-                params[id(p)] = p
-        params = list(params.values())
+                loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+            params = {}
+            for site in param_capture.trace.nodes.values():
+                p = unconstrained_param(site["value"])
+                if p.requires_grad:
+                    params[id(p)] = p
+            params = list(params.values())
         self.optim(params)
         zero_grads(params)
         return torch_item(loss)
@@ -165,8 +148,6 @@ class SVI:
         Example: ``losses = svi.run(1000, data)`` replaces the usual
         ``for _ in range(1000): svi.step(data)`` loop.
         """
-        from ember.infer.progress import progress_loop
-
         if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
             raise ValueError(f"SVI.run: num_steps must be an int >= 0, got {num_steps!r}")
         return progress_loop(

@@ -17,7 +17,8 @@ so it is computed once per structure and cached; each step then forms every
 site's downstream cost with one matrix product per group of sites.
 
 Baselines further reduce variance; set them per site with
-``infer={"baseline": {...}}``:
+``infer={"baseline": {...}}`` (the decaying average may be combined with one
+of the other two; the baselines then add up):
 
 * ``use_decaying_avg_baseline=True`` (with ``baseline_beta``, default 0.90): an
   exponentially decaying average of past downstream costs;
@@ -34,12 +35,12 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from ember.infer.elbo import ELBO
-from ember.infer.trace_elbo import _trace_elbo_terms
-from ember.infer.util import get_importance_trace, is_identically_zero, particle_sum
+from ember.infer.elbo import ELBO, ParticleEstimate, warn_jit_alias
+from ember.infer.trace_elbo import trace_pair_elbo
+from ember.infer.util import is_identically_zero, particle_sum
 from ember.poutine.trace_struct import identify_dense_edges
 
-__all__ = ["TraceGraph_ELBO"]
+__all__ = ["JitTraceGraph_ELBO", "TraceGraph_ELBO"]
 
 _BASELINE_KEYS = {
     "use_decaying_avg_baseline",
@@ -112,12 +113,17 @@ class _Structure:
         # (num nonreparam sites, num guide terms + num model terms)
         self.downstream = torch.stack(rows).float() if rows else torch.zeros(0, n_g + n_m)
         self.nonreparam = list(nonreparam)
-        # group the non-reparameterized sites by the plate dims they keep
+        # group the non-reparameterized sites by their vectorized plates; for each
+        # group and cost term, the dims the term keeps: those of the plates it
+        # shares with the group (another plate at the same dim is summed over)
+        term_plates = [_plates(f) for f in guide_frames + [_frames_key(s) for s in model_sites]]
         groups: Dict[frozenset, List[int]] = {}
         for row, i in enumerate(nonreparam):
-            keep = frozenset(d for (_, d, _, vec, _) in guide_frames[i] if vec and d is not None)
-            groups.setdefault(keep, []).append(row)
-        self.groups = [(keep, rows_) for keep, rows_ in groups.items()]
+            groups.setdefault(_plates(guide_frames[i]), []).append(row)
+        self.groups = [
+            ([frozenset(d for (_, d) in plates & term) for term in term_plates], rows_)
+            for plates, rows_ in groups.items()
+        ]
         self._cast: Dict[Tuple, torch.Tensor] = {}
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor:
@@ -126,6 +132,15 @@ class _Structure:
         if m is None:
             m = self._cast[key] = self.downstream.to(dtype=like.dtype, device=like.device)
         return m
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _plates(frames_key: tuple) -> frozenset:
+    """The ``(name, dim)`` of the vectorized plates in a :func:`_frames_key`."""
+    return frozenset((name, d) for (name, d, _, vec, _) in frames_key if vec and d is not None)
 
 
 def _reduce(tensor: torch.Tensor, keep: frozenset, rank: int) -> torch.Tensor:
@@ -168,15 +183,10 @@ class TraceGraph_ELBO(ELBO):
         True
     """
 
-    _reports_params = True
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._structures: Dict[tuple, _Structure] = {}
         self._avg_baselines: Dict[str, torch.Tensor] = {}
-
-    def _get_trace(self, model, guide, args, kwargs):
-        return get_importance_trace("flat", self._trace_plate_nesting(), model, guide, args, kwargs)
 
     # ------------------------------------------------------------ one trace pair
     def _structure(self, guide_trace, model_trace, guide_sites, model_sites, nonreparam):
@@ -213,10 +223,10 @@ class TraceGraph_ELBO(ELBO):
         nn_baseline = options.get("nn_baseline")
         value = options.get("baseline_value")
         use_avg = bool(options.get("use_decaying_avg_baseline", False))
-        if sum([nn_baseline is not None, value is not None, use_avg]) > 1:
+        if nn_baseline is not None and value is not None:
             raise ValueError(
-                f"site {site['name']!r}: choose one baseline: use_decaying_avg_baseline, "
-                "nn_baseline or baseline_value"
+                f"site {site['name']!r}: use nn_baseline or baseline_value, not both (either "
+                "may be combined with use_decaying_avg_baseline)"
             )
         baseline = 0.0
         baseline_loss = 0.0
@@ -236,17 +246,21 @@ class TraceGraph_ELBO(ELBO):
             else:
                 baseline = old
                 self._avg_baselines[site["name"]] = beta * old + (1.0 - beta) * target
-        elif nn_baseline is not None:
+        learned = None
+        if nn_baseline is not None:
             if "nn_baseline_input" not in options:
                 raise ValueError(
                     f"site {site['name']!r}: nn_baseline needs nn_baseline_input (the tensor "
                     "the network is applied to)"
                 )
-            baseline = nn_baseline(options["nn_baseline_input"])
+            # the input's own gradient must not come from the baseline's loss
+            learned = nn_baseline(_detached(options["nn_baseline_input"]))
         elif value is not None:
             if not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value, dtype=cost.dtype, device=cost.device)
-            baseline = value
+            learned = value
+        if learned is not None:
+            baseline = baseline + learned
         if isinstance(baseline, torch.Tensor) and baseline.requires_grad:
             try:
                 torch.broadcast_shapes(baseline.shape, cost.shape)
@@ -268,7 +282,7 @@ class TraceGraph_ELBO(ELBO):
             i for i, s in enumerate(guide_sites) if not is_identically_zero(s["score_parts"][1])
         ]
         if not nonreparam:
-            elbo, surrogate = _trace_elbo_terms(model_trace, guide_trace, particle_dim)
+            elbo, surrogate = trace_pair_elbo(model_trace, guide_trace, particle_dim)
             return elbo, surrogate, 0.0
         model_sites = [s for s in model_trace.nodes.values() if s["type"] == "sample"]
         structure = self._structure(guide_trace, model_trace, guide_sites, model_sites, nonreparam)
@@ -294,8 +308,8 @@ class TraceGraph_ELBO(ELBO):
         rank = max(max(t.dim() for t in detached), max(s.dim() for s in scores))
         matrix = structure.matrix(detached[0])
         score_total = 0.0
-        for keep, rows in structure.groups:
-            reduced = [_reduce(t, keep, rank) for t in detached]
+        for keeps, rows in structure.groups:
+            reduced = [_reduce(t, keep, rank) for t, keep in zip(detached, keeps)]
             buckets: Dict[torch.Size, List[int]] = {}
             for j, r in enumerate(reduced):
                 buckets.setdefault(r.shape, []).append(j)
@@ -330,29 +344,41 @@ class TraceGraph_ELBO(ELBO):
                     score_total = score_total + (s * advantages[k]).sum()
         return elbo, surrogate, score_total
 
-    def _loss_tensors(self, model, guide, args, kwargs, backward, differentiable=False):
-        if not backward and not differentiable:
+    def particle_elbo(self, model, guide, args, kwargs, particle_dim) -> ParticleEstimate:
+        model_trace, guide_trace = self.get_trace_pair(model, guide, args, kwargs, particle_dim)
+        traces = (model_trace, guide_trace)
+        if not torch.is_grad_enabled():
             # the value alone (loss, evaluate_loss) is Trace_ELBO's: it needs no score
             # terms and must not move the decaying-average baselines
-            return self._mean_over_particles(
-                _trace_elbo_terms, model, guide, args, kwargs, backward, differentiable
-            )
-        loss = 0.0
-        surrogate_loss = 0.0
-        particle_dim = None
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            particle_dim = self._particle_dim()
-            elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
-            if particle_dim is not None:
-                n = self.num_particles
-                elbo = elbo.mean() if hasattr(elbo, "mean") else elbo
-                surrogate = surrogate.mean() if hasattr(surrogate, "mean") else surrogate
-                surrogate = surrogate + score / n
-            else:
-                surrogate = surrogate + score
-            loss = loss - elbo
-            surrogate_loss = surrogate_loss - surrogate
-        if particle_dim is None and self.num_particles > 1:
-            loss = loss / self.num_particles
-            surrogate_loss = surrogate_loss / self.num_particles
-        return self._finish(loss, surrogate_loss, backward, differentiable)
+            elbo, surrogate = trace_pair_elbo(model_trace, guide_trace, particle_dim)
+            return ParticleEstimate(elbo, surrogate, traces)
+        elbo, surrogate, score = self._particle(model_trace, guide_trace, particle_dim)
+        if is_identically_zero(score):
+            return ParticleEstimate(elbo, surrogate, traces)
+        if particle_dim is not None:
+            # the score terms are summed over the particles: average them with the rest
+            if isinstance(surrogate, torch.Tensor) and surrogate.dim():
+                surrogate = surrogate.mean()
+            surrogate = surrogate + score / self.num_particles
+        else:
+            surrogate = surrogate + score
+        return ParticleEstimate(elbo, surrogate, traces)
+
+
+class JitTraceGraph_ELBO(TraceGraph_ELBO):
+    """:class:`TraceGraph_ELBO` under Pyro's JIT name: it runs eagerly and warns once.
+
+    Example::
+
+        >>> import warnings
+        >>> from ember.infer import JitTraceGraph_ELBO, TraceGraph_ELBO
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     elbo = JitTraceGraph_ELBO()
+        >>> isinstance(elbo, TraceGraph_ELBO)
+        True
+    """
+
+    def __init__(self, *args, **kwargs):
+        warn_jit_alias("JitTraceGraph_ELBO", "TraceGraph_ELBO")
+        super().__init__(*args, **kwargs)

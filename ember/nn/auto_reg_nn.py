@@ -8,6 +8,10 @@ the inputs ``permutation[:k]``. The structure is enforced by multiplying the
 weights of each linear layer by a fixed 0/1 mask derived from integer
 "degrees" assigned to the units.
 
+:class:`DenseNN` and :class:`ConditionalDenseNN` are the plain (unmasked)
+feed-forward networks of the same interface, for hypernetworks that need no
+autoregressive structure.
+
 This module is pure torch: it knows nothing of ember's runtime.
 """
 
@@ -65,7 +69,22 @@ class MaskedLinear(nn.Linear):
         return F.linear(_input, self.mask * self.weight, self.bias)
 
 
-def _check_permutation(permutation, input_dim: int, owner: str) -> torch.Tensor:
+def check_permutation(permutation, input_dim: int, owner: str) -> torch.Tensor:
+    """``permutation`` as a CPU long tensor, after checking it orders ``0 .. input_dim - 1``.
+
+    None gives a random permutation. Anything else must be a 1-D integer
+    tensor (or sequence) holding every index exactly once; otherwise a
+    ValueError names ``owner`` (the class or function asking) and the problem.
+
+    Example::
+
+        >>> check_permutation([2, 0, 1], 3, "MyFlow")
+        tensor([2, 0, 1])
+        >>> check_permutation([0, 0, 1], 3, "MyFlow")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: MyFlow: [0, 0, 1] is not a permutation of 0..2 ...
+    """
     if permutation is None:
         return torch.randperm(input_dim, dtype=torch.long)
     perm = torch.as_tensor(permutation)
@@ -128,7 +147,7 @@ def create_mask(
     ``layer_masks[l]`` has shape ``(out, in)`` of layer ``l``; the last one maps
     the final hidden layer to ``output_dim_multiplier * input_dim`` outputs,
     ordered as ``(multiplier, input_dim)``. ``skip_mask`` connects the inputs
-    (and context) straight to the outputs. Inputs are ``[x, context]``;
+    (and context) straight to the outputs. Inputs are ``[context, x]``;
     ``x[permutation[k]]`` has degree ``k + 1``, the context has degree 0, and
     hidden units have degrees ``1 .. D - 1`` (``0 .. D - 1`` with a context).
 
@@ -144,7 +163,7 @@ def create_mask(
     """
     var_degree = torch.empty(input_dim, dtype=torch.long)
     var_degree[permutation] = torch.arange(1, input_dim + 1)
-    in_degree = torch.cat([var_degree, torch.zeros(context_dim, dtype=torch.long)])
+    in_degree = torch.cat([torch.zeros(context_dim, dtype=torch.long), var_degree])
     out_degree = var_degree.repeat(output_dim_multiplier)
 
     masks = []
@@ -159,12 +178,76 @@ def create_mask(
     return masks, skip
 
 
+def _check_sizes(name, input_dim, context_dim, hidden_dims, param_dims):
+    """``(hidden_dims, param_dims)`` as lists of ints, after checking every size of a network.
+
+    Raises a ValueError (a TypeError for an int ``hidden_dims``) naming ``name``.
+    """
+    if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
+        raise ValueError(f"{name}: input_dim must be a positive int, got {input_dim!r}")
+    if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 0:
+        raise ValueError(f"{name}: context_dim must be a non-negative int, got {context_dim!r}")
+    if isinstance(hidden_dims, int):
+        raise TypeError(
+            f"{name}: hidden_dims must be a list of layer widths, got the int "
+            f"{hidden_dims}; write [{hidden_dims}] for one hidden layer"
+        )
+    hidden_dims = [int(h) for h in hidden_dims]
+    for layer, h in enumerate(hidden_dims):
+        if h < 1:
+            raise ValueError(f"{name}: hidden layer {layer} has width {h}; widths must be >= 1")
+    if isinstance(param_dims, int):
+        raise TypeError(
+            f"{name}: param_dims must be a list of sizes, got the int {param_dims}; "
+            f"write [{param_dims}] for one parameter"
+        )
+    param_dims = [int(p) for p in param_dims]
+    if not param_dims or any(p < 1 for p in param_dims):
+        raise ValueError(
+            f"{name}: param_dims must be a non-empty list of positive ints, got {param_dims}"
+        )
+    return hidden_dims, param_dims
+
+
+def _network_input(net, inputs, context):
+    """``inputs`` of ``net`` preceded by its ``context`` (the two broadcast against each
+    other) along the last dim: ``[context, inputs]``."""
+    name = type(net).__name__
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{name}: inputs must be a tensor, got {type(inputs).__name__}")
+    if inputs.dim() < 1 or inputs.shape[-1] != net.input_dim:
+        raise ValueError(
+            f"{name}: inputs must have shape (..., {net.input_dim}), got {tuple(inputs.shape)}"
+        )
+    if not net.context_dim:
+        return inputs
+    if context is None:
+        raise ValueError(f"{name}: a context of shape (..., {net.context_dim}) is required")
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(f"{name}: context must be a tensor, got {type(context).__name__}")
+    if context.dim() < 1 or context.shape[-1] != net.context_dim:
+        raise ValueError(
+            f"{name}: context must have shape (..., {net.context_dim}), got {tuple(context.shape)}"
+        )
+    try:
+        batch = torch.broadcast_shapes(inputs.shape[:-1], context.shape[:-1])
+    except RuntimeError:
+        raise ValueError(
+            f"{name}: the batch shapes of inputs {tuple(inputs.shape)} and context "
+            f"{tuple(context.shape)} do not broadcast"
+        ) from None
+    inputs = inputs.expand(batch + (net.input_dim,))
+    context = context.expand(batch + (net.context_dim,))
+    return torch.cat([context, inputs], dim=-1)
+
+
 class ConditionalAutoRegressiveNN(nn.Module):
     """A MADE network whose outputs may also depend on a context vector.
 
     ``forward(x, context)`` returns parameters whose entries for variable
     ``permutation[k]`` depend on ``x[permutation[:k]]`` and on all of
-    ``context``. With ``param_dims=[1, 1]`` (the default) the result is a tuple
+    ``context`` (the first layer reads ``[context, x]``, broadcast against each
+    other). With ``param_dims=[1, 1]`` (the default) the result is a tuple
     of two tensors of shape ``x.shape``; with a single ``param_dims=[1]`` a
     single tensor of that shape; when some ``param_dims[j] > 1``, a tuple (or a
     single tensor, for one entry) of tensors of shape
@@ -200,21 +283,12 @@ class ConditionalAutoRegressiveNN(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if not isinstance(input_dim, int) or isinstance(input_dim, bool) or input_dim < 1:
-            raise ValueError(f"{name}: input_dim must be a positive int, got {input_dim!r}")
-        if not isinstance(context_dim, int) or isinstance(context_dim, bool) or context_dim < 0:
-            raise ValueError(f"{name}: context_dim must be a non-negative int, got {context_dim!r}")
-        if isinstance(hidden_dims, int):
-            raise TypeError(
-                f"{name}: hidden_dims must be a list of layer widths, got the int "
-                f"{hidden_dims}; write [{hidden_dims}] for one hidden layer"
-            )
-        hidden_dims = [int(h) for h in hidden_dims]
+        hidden_dims, param_dims = _check_sizes(
+            name, input_dim, context_dim, hidden_dims, param_dims
+        )
         low = 0 if context_dim else 1
         needed = max(input_dim - low, 1)
         for layer, h in enumerate(hidden_dims):
-            if h < 1:
-                raise ValueError(f"{name}: hidden layer {layer} has width {h}; widths must be >= 1")
             if h < needed:
                 what = "input_dim" if context_dim else "input_dim - 1"
                 raise ValueError(
@@ -224,11 +298,6 @@ class ConditionalAutoRegressiveNN(nn.Module):
                     f"Give every hidden layer at least {needed} units (a few times "
                     f"input_dim is typical, e.g. [{3 * input_dim + 1}])"
                 )
-        param_dims = [int(p) for p in param_dims]
-        if not param_dims or any(p < 1 for p in param_dims):
-            raise ValueError(
-                f"{name}: param_dims must be a non-empty list of positive ints, got {param_dims}"
-            )
         if input_dim == 1 and not context_dim:
             warnings.warn(
                 f"{name} with input_dim=1 has no autoregressive structure: its outputs "
@@ -246,7 +315,7 @@ class ConditionalAutoRegressiveNN(nn.Module):
         self.skip_connections = skip_connections
         self.nonlinearity = nn.ReLU() if nonlinearity is None else nonlinearity
 
-        perm = _check_permutation(permutation, input_dim, name)
+        perm = check_permutation(permutation, input_dim, name)
         self.register_buffer("permutation", perm)
         masks, mask_skip = create_mask(
             input_dim, context_dim, hidden_dims, perm, self.output_multiplier
@@ -267,31 +336,7 @@ class ConditionalAutoRegressiveNN(nn.Module):
 
     def forward(self, inputs: torch.Tensor, context: torch.Tensor | None = None):
         """The autoregressive parameters for ``inputs`` (see the class docstring)."""
-        name = type(self).__name__
-        if inputs.dim() < 1 or inputs.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"{name}: inputs must have shape (..., {self.input_dim}), got {tuple(inputs.shape)}"
-            )
-        if self.context_dim:
-            if context is None:
-                raise ValueError(
-                    f"{name}: a context of shape (..., {self.context_dim}) is required"
-                )
-            if context.dim() < 1 or context.shape[-1] != self.context_dim:
-                raise ValueError(
-                    f"{name}: context must have shape (..., {self.context_dim}), got "
-                    f"{tuple(context.shape)}"
-                )
-            batch = torch.broadcast_shapes(inputs.shape[:-1], context.shape[:-1])
-            h = torch.cat(
-                [
-                    inputs.expand(batch + (self.input_dim,)),
-                    context.expand(batch + (self.context_dim,)),
-                ],
-                dim=-1,
-            )
-        else:
-            h = inputs
+        h = _network_input(self, inputs, context)
         x = h
         for layer in self.layers[:-1]:
             h = self.nonlinearity(layer(h))
@@ -315,14 +360,8 @@ class AutoRegressiveNN(ConditionalAutoRegressiveNN):
     ``x[permutation[:k]]``; the permutation is random unless given and is
     exposed as the ``permutation`` buffer. Output shapes are described in
     :class:`ConditionalAutoRegressiveNN`: for ``param_dims=[1, 1]`` a tuple
-    ``(mean, log_scale)`` of tensors shaped like ``x``.
-
-    :param input_dim: dimension ``D`` of the input.
-    :param hidden_dims: widths of the hidden layers, each at least ``D - 1``.
-    :param param_dims: number of outputs per input for each returned parameter.
-    :param permutation: ordering of the inputs; random by default.
-    :param skip_connections: add a masked linear map from inputs to outputs.
-    :param nonlinearity: activation between layers (``nn.ReLU()`` by default).
+    ``(mean, log_scale)`` of tensors shaped like ``x``. The parameters are
+    those of :class:`ConditionalAutoRegressiveNN` without ``context_dim``.
 
     Example::
 
@@ -358,3 +397,98 @@ class AutoRegressiveNN(ConditionalAutoRegressiveNN):
     def forward(self, inputs: torch.Tensor) -> Union[torch.Tensor, tuple]:  # type: ignore[override]
         """The autoregressive parameters for ``inputs``."""
         return super().forward(inputs)
+
+
+class ConditionalDenseNN(nn.Module):
+    """A dense feed-forward network of inputs and a context vector, with its output split
+    into parameters.
+
+    ``forward(x, context)`` runs ``[context, x]`` (broadcast against each other)
+    through linear layers of widths ``hidden_dims`` with ``nonlinearity``
+    between them (none after the last) to ``sum(param_dims)`` outputs. They are
+    returned as a tuple of tensors of shapes ``batch + (param_dims[j],)``
+    (size-1 parameters keep their last dim of size 1), or, when
+    ``param_dims`` has a single entry, as that one tensor.
+
+    :param input_dim: size of the last dim of ``x``.
+    :param context_dim: size of the last dim of ``context``.
+    :param hidden_dims: widths of the hidden layers (may be empty: one linear map).
+    :param param_dims: size of each returned parameter (default ``[1, 1]``).
+    :param nonlinearity: activation between layers (``nn.ReLU()`` by default).
+
+    Example::
+
+        >>> import torch
+        >>> from ember.nn import ConditionalDenseNN
+        >>> net = ConditionalDenseNN(4, 2, [16], param_dims=[1, 4, 4])
+        >>> a, b, c = net(torch.randn(10, 4), context=torch.randn(2))
+        >>> a.shape, b.shape, c.shape
+        (torch.Size([10, 1]), torch.Size([10, 4]), torch.Size([10, 4]))
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        context_dim: int,
+        hidden_dims: Sequence[int],
+        param_dims: Sequence[int] = (1, 1),
+        nonlinearity: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        hidden_dims, param_dims = _check_sizes(
+            type(self).__name__, input_dim, context_dim, hidden_dims, param_dims
+        )
+        self.input_dim = input_dim
+        self.context_dim = context_dim
+        self.hidden_dims = hidden_dims
+        self.param_dims = param_dims
+        self.count_params = len(param_dims)
+        self.output_multiplier = sum(param_dims)
+        self.nonlinearity = nn.ReLU() if nonlinearity is None else nonlinearity
+        widths = [input_dim + context_dim] + hidden_dims + [self.output_multiplier]
+        self.layers = nn.ModuleList(
+            nn.Linear(widths[i], widths[i + 1]) for i in range(len(widths) - 1)
+        )
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        """The parameters for ``x`` and ``context`` (see the class docstring)."""
+        h = _network_input(self, x, context)
+        for layer in self.layers[:-1]:
+            h = self.nonlinearity(layer(h))
+        h = self.layers[-1](h)
+        if self.count_params == 1:
+            return h
+        return tuple(h.split(self.param_dims, dim=-1))
+
+
+class DenseNN(ConditionalDenseNN):
+    """A dense feed-forward network with its output split into parameters.
+
+    :class:`ConditionalDenseNN` without a context (and without ``context_dim``
+    among the parameters): ``forward(x)`` gives a tuple of tensors of shapes
+    ``x.shape[:-1] + (param_dims[j],)``, or one tensor when ``param_dims`` has
+    a single entry.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.nn import DenseNN
+        >>> loc, log_scale = DenseNN(3, [8, 8], param_dims=[2, 2])(torch.randn(5, 3))
+        >>> loc.shape, log_scale.shape
+        (torch.Size([5, 2]), torch.Size([5, 2]))
+        >>> DenseNN(3, [8], param_dims=[1])(torch.randn(3)).shape
+        torch.Size([1])
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        param_dims: Sequence[int] = (1, 1),
+        nonlinearity: nn.Module | None = None,
+    ) -> None:
+        super().__init__(input_dim, 0, hidden_dims, param_dims, nonlinearity)
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple]:  # type: ignore[override]
+        """The parameters for ``x``."""
+        return super().forward(x)

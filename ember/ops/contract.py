@@ -16,21 +16,27 @@ dims), with no broadcasting dims.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import warnings
 from collections import OrderedDict
 from typing import Dict, Hashable, Iterable, List, Mapping, NamedTuple, Tuple, Union
 
 import opt_einsum
 import torch
 
-from ember.ops.einsum import EXACT_PAIR_NUMEL, log_einsum
+from ember.ops.einsum import EXACT_PAIR_NUMEL, align_dims, log_einsum
 
 Ordinal = frozenset
 
 
-class IntractableError(ValueError):
+class IntractableError(ValueError, NotImplementedError):
     """A model whose enumerated variables cannot be summed out by plated variable elimination.
+
+    (A ``ValueError``, and a ``NotImplementedError`` as Pyro raises there.) When
+    a variable to sum out is coupled through a plate to another variable,
+    ``variable`` and ``blocker`` name the two (else they are None).
 
     Example::
 
@@ -43,6 +49,11 @@ class IntractableError(ValueError):
         ...     print(str(e)[:60])
         site 'y' (in no plates) depends on enumerated site 'x', whic
     """
+
+    def __init__(self, message: str, variable=None, blocker=None):
+        super().__init__(message)
+        self.variable = variable
+        self.blocker = blocker
 
 
 class LogFactor(NamedTuple):
@@ -116,6 +127,7 @@ def _common_scale(factors: List[LogFactor]):
     for f in factors[1:]:
         if not _same_scale(scale, f.scale):
             raise ValueError(
+                "Expected all enumerated sample sites to share a common poutine.scale: "
                 "enumerated variables can only be summed out of factors sharing one scale, "
                 f"but factor {factors[0].name!r} has scale {scale} and factor {f.name!r} has "
                 f"scale {f.scale}; apply the same poutine.scale/subsampling to every site that "
@@ -146,22 +158,24 @@ class _Sym(NamedTuple):
 class _Plan:
     """Steps that contract factor tensors, and where the results come from."""
 
-    __slots__ = ("steps", "outputs", "components")
+    __slots__ = ("steps", "outputs", "components", "counts")
 
     def __init__(self):
         self.steps: List[tuple] = []
         # (slot, dims, ordinal, name, component) or ("input", index) pass-throughs
         self.outputs: List[tuple] = []
         self.components: List[List[int]] = []  # input indices sharing one scale
+        self.counts: Dict[str, int] = {}  # how many steps of each kind
 
     def add(self, step) -> int:
         self.steps.append(step)
         return -len(self.steps)  # result slots are numbered -1, -2, ... in step order
 
-    def run(self, tensors: List[torch.Tensor]) -> List[torch.Tensor]:
+    def run(self, tensors: List[torch.Tensor], ring: str = "log") -> List[torch.Tensor]:
+        fns = _RING_STEPS[ring]
         results: List[torch.Tensor] = []
         for step in self.steps:
-            results.append(_STEP_FNS[step[0]](step, tensors, results))
+            results.append(fns[step[0]](step, tensors, results))
         return results
 
 
@@ -169,19 +183,22 @@ def _slot(tensors, results, slot):
     return tensors[slot] if slot >= 0 else results[-1 - slot]
 
 
-def _run_broadcast(step, tensors, results):
-    _, inputs, sum_axes = step
+def _broadcast_inputs(step, tensors, results, combine):
+    """The inputs of a broadcast step, laid out alike and combined pairwise."""
     total = None
-    for slot, perm, shape in inputs:
+    for slot, perm, shape in step[1]:
         x = _slot(tensors, results, slot)
         if perm is not None:
             x = x.permute(perm)
         if shape is not None:
             x = x.reshape(shape)
-        total = x if total is None else total + x
-    if sum_axes:
-        total = torch.logsumexp(total, dim=sum_axes)
+        total = x if total is None else combine(total, x)
     return total
+
+
+def _run_broadcast(step, tensors, results):
+    total = _broadcast_inputs(step, tensors, results, torch.add)
+    return torch.logsumexp(total, dim=step[2]) if step[2] else total
 
 
 def _run_einsum(step, tensors, results):
@@ -203,6 +220,38 @@ _STEP_FNS = {
     "einsum": _run_einsum,
     "plate_sum": _run_plate_sum,
     "same": _run_same,
+}
+
+
+# The same steps on tensors of plain values (the sum-product ring): products
+# instead of sums of logs, sums instead of logsumexps.
+def _run_broadcast_linear(step, tensors, results):
+    total = _broadcast_inputs(step, tensors, results, torch.mul)
+    return total.sum(dim=step[2]) if step[2] else total
+
+
+def _run_einsum_linear(step, tensors, results):
+    _, slots, equation = step
+    operands = [_slot(tensors, results, s) for s in slots]
+    return opt_einsum.contract(equation, *operands, backend="torch")
+
+
+def _run_plate_product(step, tensors, results):
+    _, slot, axes = step
+    x = _slot(tensors, results, slot)
+    for axis in sorted(axes, reverse=True):
+        x = x.prod(axis)
+    return x
+
+
+_RING_STEPS = {
+    "log": _STEP_FNS,
+    "linear": {
+        "broadcast": _run_broadcast_linear,
+        "einsum": _run_einsum_linear,
+        "plate_sum": _run_plate_product,
+        "same": _run_same,
+    },
 }
 
 
@@ -343,7 +392,7 @@ def _plan_tree(syms: List[_Sym], var_ordinals, sum_vars) -> _Plan:
                 held = [d for d in term.dims if d not in leaf]
                 parent = frozenset().union(*(var_ordinals[d] for d in held))
                 if parent == leaf:
-                    _raise_coupled(term, left_sum, held, var_ordinals, leaf)
+                    _raise_coupled(term, left_sum, held, var_ordinals, leaf, sum_vars)
                 term = _plan_product(plan, term, leaf - parent, parent)
                 pending.setdefault(parent, []).append(term)
     return plan
@@ -352,11 +401,18 @@ def _plan_tree(syms: List[_Sym], var_ordinals, sum_vars) -> _Plan:
 _PLANS: Dict[tuple, _Plan] = {}
 _MAX_PLANS = 512
 
+#: ``LAST_CACHE_SIZE[0]``: how many tensor operations of each kind (``"broadcast"``,
+#: ``"einsum"``, ``"plate_sum"``) the last :func:`contract_tree` call ran, e.g. to
+#: watch how a model's contraction grows with its size (the counterpart of Pyro's
+#: ``pyro.infer.util.LAST_CACHE_SIZE``, which counts its cached einsum operations).
+LAST_CACHE_SIZE: List[Dict[str, int]] = [{}]
+
 
 def contract_tree(
     factors: Iterable[LogFactor],
     var_ordinals: Mapping[Hashable, frozenset],
     sum_vars: Iterable[Hashable] | None = None,
+    ring: str = "log",
 ) -> List[LogFactor]:
     """Sum the variables ``sum_vars`` out of a plated product of log-factors.
 
@@ -371,6 +427,10 @@ def contract_tree(
     The contraction plan depends only on the factors' dims, plates and shapes;
     it is cached, so repeated calls with the same structure (SVI steps) only
     run the tensor operations.
+
+    With ``ring="linear"`` the tensors hold values rather than their logs: they
+    are multiplied and summed (plates multiply their elements), and the result
+    is the same contraction in value space (negative values are allowed).
 
     Example::
 
@@ -394,12 +454,17 @@ def contract_tree(
             _Sym(f.dims, f.ordinal, tuple(f.tensor.shape), f.name, i) for i, f in enumerate(factors)
         ]
         plan = _plan_tree(syms, var_ordinals, sum_vars)
+        for step in plan.steps:
+            plan.counts[step[0]] = plan.counts.get(step[0], 0) + 1
         if key is not None:
             if len(_PLANS) >= _MAX_PLANS:
                 _PLANS.clear()
             _PLANS[key] = plan
+    if ring not in _RING_STEPS:
+        raise ValueError(f"contract_tree: ring must be one of {sorted(_RING_STEPS)}, got {ring!r}")
+    LAST_CACHE_SIZE[0] = plan.counts
     tensors = [f.tensor for f in factors]
-    results = plan.run(tensors)
+    results = plan.run(tensors, ring)
     scales = [_common_scale([factors[i] for i in comp]) for comp in plan.components]
     out: List[LogFactor] = []
     for entry in plan.outputs:
@@ -413,16 +478,20 @@ def contract_tree(
     return out
 
 
-def _raise_coupled(term, left_sum, held, var_ordinals, leaf):
+def _raise_coupled(term, left_sum, held, var_ordinals, leaf, sum_vars):
     v = left_sum[0]
     blockers = [d for d in held if not var_ordinals[d] <= var_ordinals[v]]
     w = blockers[0] if blockers else v
     extra = var_ordinals[w] - var_ordinals[v]
     raise IntractableError(
-        f"cannot sum out enumerated site {v!r} (in {_fmt_plates(var_ordinals[v])}): factors "
-        f"[{term.name}] in {_fmt_plates(leaf)} couple it to site {w!r}, which is inside plate "
+        f"Expected tree-structured plate nesting: cannot sum out enumerated site {v!r} (in "
+        f"{_fmt_plates(var_ordinals[v])}): factors [{term.name}] in {_fmt_plates(leaf)} couple "
+        f"it to {'site' if w in sum_vars else 'kept variable'} {w!r}, which is inside plate "
         f"{_fmt_plates(extra)}; summing over {v!r} would need every element of that plate at "
-        f"once. Enumerate only one of {v!r} and {w!r}, or restructure the plates"
+        f"once. Enumerate only one of {v!r} and {w!r}, or restructure the plates (a "
+        "sequential plate costs exponentially in its size)",
+        variable=v,
+        blocker=w,
     )
 
 
@@ -516,9 +585,7 @@ def marginal(
         raise ValueError(f"marginal: no factor depends on the target variables {targets}")
     value = None
     for f in terms:
-        aligned = f.tensor.permute([f.dims.index(d) for d in order if d in f.dims]).reshape(
-            [f.tensor.shape[f.dims.index(d)] if d in f.dims else 1 for d in order]
-        )
+        aligned = align_dims(f.tensor, f.dims, order)
         value = aligned if value is None else value + aligned
     n_plates = sum(1 for d in order if d in target_ordinal)
     var_axes = list(range(n_plates, len(order)))
@@ -570,3 +637,252 @@ def ancestral_marginal(
     factors = [conditionals[v] for v in sorted(needed, key=str)]
     term = _sumproduct(factors, needed - set(targets), target_ordinal)
     return LogFactor(term.tensor, term.dims, target_ordinal, "marginal")
+
+
+# ---------------------------------------------------------------- einsum with plates
+
+#: Backends of :func:`einsum`: values (``"torch"``) or their logs.
+EINSUM_BACKENDS = {
+    "torch": "linear",
+    "pyro.ops.einsum.torch_log": "log",
+    "ember.ops.einsum.torch_log": "log",
+}
+
+
+def _parse_plated(equation: str, operands, plates):
+    if not isinstance(equation, str) or "->" not in equation:
+        raise ValueError(f"einsum needs an explicit output, e.g. 'ab,bc->a,c'; got {equation!r}")
+    if "." in equation:
+        raise NotImplementedError("einsum does not support ellipsis ('...') notation")
+    equation = equation.replace(" ", "")
+    lhs, rhs = equation.split("->")
+    inputs = lhs.split(",") if lhs else []
+    outputs = rhs.split(",")
+    if len(inputs) != len(operands):
+        raise ValueError(
+            f"einsum equation {equation!r} names {len(inputs)} operands but {len(operands)} "
+            "were given"
+        )
+    sizes: Dict[str, int] = {}
+    for dims, x in zip(inputs, operands):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"einsum operands must be tensors, got {type(x).__name__}")
+        if len(dims) != x.dim():
+            raise ValueError(
+                f"einsum: operand with dims {dims!r} has shape {tuple(x.shape)}; give one "
+                "letter per dim"
+            )
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"einsum does not take repeated dims within an operand: {dims!r}")
+        for d, n in zip(dims, x.shape):
+            if sizes.setdefault(d, n) != n:
+                raise ValueError(f"einsum: dimension size mismatch at dim {d!r}: {n} vs {sizes[d]}")
+    plates = frozenset(plates)
+    for out in outputs:
+        for d in out:
+            if d not in sizes:
+                raise ValueError(f"einsum: output dim {d!r} appears in no operand ({equation!r})")
+        if len(set(out)) != len(out):
+            raise ValueError(f"einsum: repeated output dim in {out!r}")
+    # a variable lives in the plates that go with it in every operand it appears in
+    var_ordinals: Dict[str, frozenset] = {}
+    for dims in inputs:
+        ordinal = plates.intersection(dims)
+        for d in dims:
+            if d not in plates:
+                var_ordinals[d] = var_ordinals.get(d, ordinal) & ordinal
+    return inputs, outputs, sizes, plates, var_ordinals
+
+
+def einsum(
+    equation: str,
+    *operands: torch.Tensor,
+    plates: str = "",
+    backend: str = "torch",
+    cache=None,
+    modulo_total: bool = False,
+) -> Tuple[torch.Tensor, ...]:
+    """Plated sum-product contraction with one or more outputs.
+
+    Like :func:`torch.einsum` (``"ab,bc->ac"``), except that:
+
+    * several outputs may be requested, comma-separated (``"ab,bc->a,c"``);
+      the result is a tuple with one tensor per output;
+    * dims named in ``plates`` are *product* dims: along them, the inputs are
+      multiplied rather than summed. A non-plate dim that appears only together
+      with a plate dim ``i`` stands for one variable per element of ``i``
+      (summed separately in each); an output that keeps such a dim must keep
+      its plates too. Each output element depends on all the elements of the
+      plates it does not keep.
+
+    ``backend="torch"`` contracts values; ``"pyro.ops.einsum.torch_log"`` (or
+    ``"ember.ops.einsum.torch_log"``) contracts their logs, with ``logsumexp``
+    for sums and ``+`` for products. Contractions whose cost grows
+    exponentially with a plate size raise :class:`NotImplementedError`. An
+    output with dims needs ``modulo_total=True`` (which allows each output to
+    be off by a constant factor; ember computes it exactly). ``cache`` is
+    accepted and unused.
+
+    Example::
+
+        >>> import torch
+        >>> x, y = torch.rand(2, 3), torch.rand(3, 4)
+        >>> (z,) = einsum("ab,bc->", x, y)
+        >>> bool(torch.isclose(z, (x @ y).sum()))
+        True
+        >>> w = torch.rand(2, 5)  # five plate elements
+        >>> (p,) = einsum("ai->", w, plates="i")  # sum over a, product over i
+        >>> bool(torch.isclose(p, w.sum(0).prod()))
+        True
+    """
+    ring = EINSUM_BACKENDS.get(backend)
+    if ring is None:
+        raise NotImplementedError(
+            f"einsum: backend {backend!r} is not implemented; use one of {sorted(EINSUM_BACKENDS)}"
+        )
+    inputs, outputs, sizes, plate_set, var_ordinals = _parse_plated(equation, operands, plates)
+    if not modulo_total and any(outputs):
+        raise NotImplementedError(
+            "einsum: outputs with dims need modulo_total=True (each output may then be off by "
+            "a constant factor, which is fine for unnormalized distributions)"
+        )
+    factors = [
+        LogFactor(x, tuple(dims), plate_set.intersection(dims), f"operand {i} ({dims!r})")
+        for i, (dims, x) in enumerate(zip(inputs, operands))
+    ]
+    results = []
+    for out in outputs:
+        target = plate_set.intersection(out)
+        for d in out:
+            if d not in plate_set and not var_ordinals[d] <= target:
+                raise ValueError(
+                    f"einsum: output {out!r} keeps dim {d!r} without its plate(s) "
+                    f"{sorted(var_ordinals[d] - target)}; keep them too"
+                )
+        kept = {d for d in out if d not in plate_set}
+        sum_vars = set(var_ordinals) - kept
+        try:
+            terms = contract_tree(factors, var_ordinals, sum_vars, ring=ring)
+        except IntractableError as e:
+            raise NotImplementedError(f"einsum {equation!r}: exponential contraction: {e}") from e
+        value = None
+        for t in terms:
+            x = t.tensor
+            extra = tuple(i for i, d in enumerate(t.dims) if d in plate_set and d not in target)
+            if extra:
+                x = x.sum(extra) if ring == "log" else _product_over(x, extra)
+            dims = tuple(d for i, d in enumerate(t.dims) if i not in extra)
+            x = align_dims(x, dims, out)
+            value = x if value is None else (value + x if ring == "log" else value * x)
+        if value is None:  # no operands: the empty product
+            value = torch.zeros(()) if ring == "log" else torch.ones(())
+        results.append(value.expand(tuple(sizes[d] for d in out)).contiguous())
+    return tuple(results)
+
+
+def _product_over(x: torch.Tensor, axes) -> torch.Tensor:
+    for axis in sorted(axes, reverse=True):
+        x = x.prod(axis)
+    return x
+
+
+def ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
+    """Deprecated name of :func:`einsum` in log space (``backend`` defaults to
+    ``"pyro.ops.einsum.torch_log"``; ``batch_dims`` is the old name of ``plates``).
+
+    Example::
+
+        >>> import warnings, torch
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     (z,) = ubersum("a->", torch.zeros(3))
+        >>> round(float(z.exp()), 4)
+        3.0
+    """
+    warnings.warn(
+        "'ubersum' is deprecated, use 'ember.ops.contract.einsum' instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if "batch_dims" in kwargs:
+        warnings.warn(
+            "'batch_dims' is deprecated, use 'plates' instead", DeprecationWarning, stacklevel=2
+        )
+        kwargs["plates"] = kwargs.pop("batch_dims")
+    kwargs.setdefault("backend", "pyro.ops.einsum.torch_log")
+    return einsum(equation, *operands, **kwargs)
+
+
+def naive_ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
+    """:func:`einsum` by brute force, as a reference (log space by default, like
+    :func:`ubersum`).
+
+    Each plate is unrolled: a variable gets one copy per element of its plates,
+    each operand one factor per element of its plates, and the product of all
+    factors is summed over every joint value of the copies. For an output that
+    keeps plates, each of its elements is computed from the factors of that
+    element (and of all elements of the plates it does not keep), which is what
+    :func:`einsum` computes. Exponential in the plate sizes: for tests only.
+
+    Example::
+
+        >>> import torch
+        >>> x = torch.randn(2, 3)
+        >>> (a,) = naive_ubersum("ai->", x, plates="i")
+        >>> (b,) = einsum("ai->", x, plates="i", backend="pyro.ops.einsum.torch_log")
+        >>> bool(torch.isclose(a, b))
+        True
+    """
+    plates = kwargs.pop("plates", kwargs.pop("batch_dims", ""))
+    backend = kwargs.pop("backend", "pyro.ops.einsum.torch_log")
+    kwargs.pop("cache", None)
+    kwargs.pop("modulo_total", None)
+    if kwargs:
+        raise TypeError(f"naive_ubersum: unexpected arguments {sorted(kwargs)}")
+    ring = EINSUM_BACKENDS.get(backend)
+    if ring is None:
+        raise NotImplementedError(f"naive_ubersum: backend {backend!r} is not implemented")
+    inputs, outputs, sizes, plate_set, var_ordinals = _parse_plated(equation, operands, plates)
+    dtype = operands[0].dtype if operands else torch.get_default_dtype()
+    values = [x.double().exp() if ring == "log" else x.double() for x in operands]
+    results = []
+    for out in outputs:
+        target = [d for d in out if d in plate_set]
+        kept = [d for d in out if d not in plate_set]
+        result = torch.empty(tuple(sizes[d] for d in out), dtype=torch.float64)
+        for element in itertools.product(*(range(sizes[p]) for p in target)):
+            fixed = dict(zip(target, element))
+            piece = _naive_slice(inputs, values, kept, sizes, plate_set, var_ordinals, fixed)
+            index = tuple(fixed[d] if d in plate_set else slice(None) for d in out)
+            result[index] = piece
+        results.append((result.log() if ring == "log" else result).to(dtype))
+    return tuple(results)
+
+
+def _naive_slice(inputs, values, kept, sizes, plate_set, var_ordinals, fixed):
+    """The brute-force sum of products for the plate elements ``fixed``, over ``kept``."""
+
+    def elements(plates):
+        ranges = [[fixed[p]] if p in fixed else range(sizes[p]) for p in plates]
+        return [dict(zip(plates, e)) for e in itertools.product(*ranges)]
+
+    def copy_of(v, at):
+        return (v, tuple((p, at[p]) for p in sorted(var_ordinals[v])))
+
+    copies = [
+        copy_of(v, at) for v in sorted(var_ordinals) for at in elements(sorted(var_ordinals[v]))
+    ]
+    kept_copy = {k: copy_of(k, fixed) for k in kept}
+    total = torch.zeros(tuple(sizes[k] for k in kept), dtype=torch.float64)
+    unrolled = []  # (operand values, dims, plate element) for every factor
+    for dims, x in zip(inputs, values):
+        for at in elements(sorted(d for d in dims if d in plate_set)):
+            unrolled.append((x, dims, at))
+    for assignment in itertools.product(*(range(sizes[v]) for v, _ in copies)):
+        value_of = dict(zip(copies, assignment))
+        product = torch.tensor(1.0, dtype=torch.float64)
+        for x, dims, at in unrolled:
+            index = tuple(at[d] if d in plate_set else value_of[copy_of(d, at)] for d in dims)
+            product = product * x[index]
+        total[tuple(value_of[kept_copy[k]] for k in kept)] += product
+    return total

@@ -57,10 +57,25 @@ def _parse(equation: str, shapes: Sequence[Tuple[int, ...]]):
     return inputs, output, sizes
 
 
-def _align(x: torch.Tensor, dims: str, target: str) -> torch.Tensor:
-    """Permute and unsqueeze ``x`` (with ``dims``) to line up with ``target``."""
+def align_dims(x: torch.Tensor, dims: Sequence, target: Sequence) -> torch.Tensor:
+    """Permute and reshape ``x``, whose dims are named ``dims``, to line up with ``target``.
+
+    ``dims`` and ``target`` are sequences of dim names (a string names one dim
+    per letter); every name of ``dims`` must be in ``target``. The result has
+    one dim per name of ``target``, of size 1 where ``x`` lacks it, so it
+    broadcasts against other tensors aligned to ``target``.
+
+    Example::
+
+        >>> import torch
+        >>> align_dims(torch.zeros(2, 3), ("a", "b"), ("b", "c", "a")).shape
+        torch.Size([3, 1, 2])
+    """
     kept = [d for d in target if d in dims]
-    if "".join(kept) != dims:
+    if len(kept) != len(dims):
+        missing = [d for d in dims if d not in target]
+        raise ValueError(f"align_dims: dims {missing} of {tuple(dims)} are not in {tuple(target)}")
+    if any(a != b for a, b in zip(kept, dims)):
         x = x.permute([dims.index(d) for d in kept])
     shape = [x.shape[kept.index(d)] if d in dims else 1 for d in target]
     return x.reshape(shape)
@@ -82,19 +97,21 @@ def _log_pair(a: torch.Tensor, da: str, b: torch.Tensor, db: str, out: str, size
         numel *= sizes[d]
     if not summed or numel <= EXACT_PAIR_NUMEL:
         full = union if not summed else "".join(d for d in union if d in out) + "".join(summed)
-        total = _align(a, da, full) + _align(b, db, full)
+        total = align_dims(a, da, full) + align_dims(b, db, full)
         if summed:
             total = torch.logsumexp(total, dim=list(range(len(full) - len(summed), len(full))))
         kept = full[: len(full) - len(summed)]
-        return _align(total, kept, out) if kept != out else total
+        return align_dims(total, kept, out) if kept != out else total
     # Large pair: exponentiate after subtracting per-slice maxima over the summed dims.
     sa = _safe_shift(a, [i for i, d in enumerate(da) if d in summed])
     sb = _safe_shift(b, [i for i, d in enumerate(db) if d in summed])
     prod = torch.einsum(f"{da},{db}->{out}", (a - sa).exp(), (b - sb).exp())
     ka = "".join(d for d in da if d not in summed)
     kb = "".join(d for d in db if d not in summed)
-    shift = _align(sa.reshape([a.shape[i] for i, d in enumerate(da) if d not in summed]), ka, out)
-    shift = shift + _align(
+    shift = align_dims(
+        sa.reshape([a.shape[i] for i, d in enumerate(da) if d not in summed]), ka, out
+    )
+    shift = shift + align_dims(
         sb.reshape([b.shape[i] for i, d in enumerate(db) if d not in summed]), kb, out
     )
     return prod.log() + shift
@@ -141,7 +158,7 @@ def log_einsum(equation: str, *operands: torch.Tensor) -> torch.Tensor:
 
 
 def _align_recipe(dims: str, shape: Tuple[int, ...], target: str):
-    """``(perm or None, shape or None)`` doing :func:`_align` on a tensor of ``shape``."""
+    """``(perm or None, shape or None)`` doing :func:`align_dims` on a tensor of ``shape``."""
     kept = [d for d in target if d in dims]
     perm = tuple(dims.index(d) for d in kept)
     permuted = tuple(shape[i] for i in perm)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-from ember.optim.optim import OptimArgs, PyroOptim, _Group
+from ember.optim.optim import OptimArgs, PyroOptim, OptimizerGroup
 
 __all__ = ["PyroLRScheduler"]
 
@@ -77,7 +77,7 @@ class PyroLRScheduler(PyroOptim):
             f"optim_args={self.pt_optim_args!r}, scheduler_args={self.pt_scheduler_args!r})"
         )
 
-    def _group_created(self, group: _Group) -> None:
+    def _group_created(self, group: OptimizerGroup) -> None:
         try:
             group.scheduler = self.pt_scheduler_constructor(
                 group.optimizer, **self.pt_scheduler_args

@@ -17,6 +17,7 @@ parameter has in ember's param store), in the layout of a one-parameter torch
 from __future__ import annotations
 
 import copy
+import inspect
 import operator
 import os
 import tempfile
@@ -25,14 +26,20 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import torch
 from torch.optim import Optimizer
 
+from ember.params.param_store import (
+    MODULE_NAMESPACE_DIVIDER,
+    get_param_store,
+    normalize_param_name,
+)
+
 __all__ = ["PyroOptim", "OptimArgs"]
 
-#: ``optim_args``: a dict of optimizer arguments, or a callable of
-#: ``(module_name, param_name)`` returning such a dict.
+#: ``optim_args``: a dict of optimizer arguments, or a callable returning such a dict:
+#: of one argument, the parameter's full name in ``named_parameters()`` form
+#: (``"encoder.fc.weight"``), or of two, ``(module_name, param_name)``.
 OptimArgs = Union[Dict[str, Any], Callable[[Optional[str], str], Dict[str, Any]]]
 
 _CLIP_KEYS = ("clip_norm", "clip_value")
-_MODULE_SEPARATOR = "$$$"
 # Per-parameter state entries that must have the parameter's shape.
 _SHAPED_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg")
 # torch optimizers whose fused CPU kernel ember uses when the user chose no kernel: one
@@ -45,18 +52,27 @@ _KERNEL_CHOICES = ("fused", "foreach", "capturable", "differentiable")
 
 def _param_name_in_store(p: torch.Tensor) -> str | None:
     """The name of ``p`` in ember's global param store, or ``None`` if it is not there."""
-    # imported here: the primitives import the whole runtime, which needs no optimizer
-    from ember.primitives import get_param_store
-
     return get_param_store().param_name(p)
 
 
 def _split_name(name: str) -> Tuple[str | None, str]:
     """``"encoder$$$fc.weight"`` -> ``("encoder", "fc.weight")``; no module -> ``None``."""
-    if _MODULE_SEPARATOR in name:
-        module_name, param_name = name.split(_MODULE_SEPARATOR, 1)
+    if MODULE_NAMESPACE_DIVIDER in name:
+        module_name, param_name = name.split(MODULE_NAMESPACE_DIVIDER, 1)
         return module_name, param_name
     return None, name
+
+
+def _positional_arity(fn: Callable) -> int:
+    """How many positional arguments ``fn`` takes (2 when it cannot be inspected)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(q.kind is inspect.Parameter.VAR_POSITIONAL for q in params):
+        return 2
+    return sum(1 for q in params if q.kind in kinds)
 
 
 def _freeze(value: Any) -> Any:
@@ -84,8 +100,13 @@ def _clone_state(value: Any) -> Any:
     return copy.copy(value)
 
 
-class _Group:
-    """One torch optimizer, its one param group, its clip settings (and scheduler)."""
+class OptimizerGroup:
+    """One torch optimizer with its one param group, its clip settings and its scheduler.
+
+    :class:`PyroOptim` keeps one group per distinct set of optimizer arguments; a
+    scheduler (:class:`~ember.optim.lr_scheduler.PyroLRScheduler`) attaches to each
+    group as it is created.
+    """
 
     __slots__ = ("optimizer", "clip", "scheduler", "auto_fuse", "fused")
 
@@ -103,7 +124,7 @@ class _Group:
         return self.optimizer.param_groups[0]["params"]
 
 
-def _set_fused(group: _Group) -> None:
+def _set_fused(group: OptimizerGroup) -> None:
     """Let ``group``'s Adam use torch's fused kernel when its parameters and options allow."""
     options = group.optimizer.param_groups[0]
     fused = group.fused and not any(
@@ -117,7 +138,7 @@ class _Entry:
 
     __slots__ = ("tensor", "name", "group")
 
-    def __init__(self, tensor: torch.Tensor, name: str, group: _Group):
+    def __init__(self, tensor: torch.Tensor, name: str, group: OptimizerGroup):
         self.tensor = tensor
         self.name = name
         self.group = group
@@ -192,7 +213,7 @@ class PyroOptim:
         self.pt_optim_constructor = optim_constructor
         self.pt_optim_args = optim_args
         self.pt_clip_args = clip_args
-        self._groups: Dict[Any, _Group] = {}
+        self._groups: Dict[Any, OptimizerGroup] = {}
         self._entries: Dict[int, _Entry] = {}  # id(tensor) -> entry
         self._by_name: Dict[str, _Entry] = {}
         self._pending: Dict[str, dict] = {}  # saved state of parameters not seen yet
@@ -204,6 +225,19 @@ class PyroOptim:
         return f"{type(self).__name__}({self.pt_optim_args!r})"
 
     # ----------------------------------------------------------------- stepping
+    @property
+    def optim_objs(self) -> Dict[torch.Tensor, Any]:
+        """Each parameter taken up so far, mapped to the torch object that steps it.
+
+        That is the group's torch optimizer, or its learning-rate scheduler when one
+        is attached (the scheduler's ``.optimizer`` is then the torch optimizer).
+        Parameters with equal optimizer arguments share one object.
+        """
+        return {
+            e.tensor: e.group.scheduler if e.group.scheduler is not None else e.group.optimizer
+            for e in self._entries.values()
+        }
+
     def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
         """Take up new parameters, clip their gradients and take one step.
 
@@ -234,7 +268,7 @@ class PyroOptim:
         tensors, in the same order: the usual case, step after step) reuses it.
         """
         passed: Dict[int, List[torch.Tensor]] = {}
-        groups: Dict[int, _Group] = {}
+        groups: Dict[int, OptimizerGroup] = {}
         for p in params:
             if not isinstance(p, torch.Tensor):
                 raise TypeError(
@@ -258,7 +292,7 @@ class PyroOptim:
         return plan
 
     @staticmethod
-    def _step_group(group: _Group, passed: List[torch.Tensor], args, kwargs) -> None:
+    def _step_group(group: OptimizerGroup, passed: List[torch.Tensor], args, kwargs) -> None:
         if len(passed) == len(group.params):
             group.optimizer.step(*args, **kwargs)
             return
@@ -328,6 +362,8 @@ class PyroOptim:
 
     def _args_for(self, spec: Any, name: str) -> Any:
         if callable(spec) and not isinstance(spec, dict):
+            if _positional_arity(spec) == 1:
+                return spec(normalize_param_name(name))
             module_name, param_name = _split_name(name)
             return spec(module_name, param_name)
         return spec
@@ -354,7 +390,7 @@ class PyroOptim:
             auto_fuse = type(optimizer) in _AUTO_FUSED and not any(
                 k in args for k in _KERNEL_CHOICES
             )
-            group = _Group(optimizer, clip, auto_fuse)
+            group = OptimizerGroup(optimizer, clip, auto_fuse)
             self._groups[key] = group
             self._group_created(group)
         else:
@@ -367,7 +403,7 @@ class PyroOptim:
             self._apply_state(entry, pending)
         return entry
 
-    def _group_created(self, group: _Group) -> None:
+    def _group_created(self, group: OptimizerGroup) -> None:
         """Hook for subclasses (the schedulers attach one scheduler per group)."""
 
     def _forget(self, entry: _Entry) -> None:

@@ -1,17 +1,20 @@
 """The parameter store: named, constrained, learnable tensors (``ember.param``)."""
 
 from ember.params.param_store import (
-    _MODULE_NAMESPACE_DIVIDER,
+    MODULE_NAMESPACE_DIVIDER,
+    ParamStore,
     ParamStoreDict,
+    get_param_store,
     module_from_param_with_module_name,
     param_with_module_name,
     user_param_name,
 )
 
 __all__ = [
+    "MODULE_NAMESPACE_DIVIDER",
     "ParamStore",
-    "get_param_store",
     "ParamStoreDict",
+    "get_param_store",
     "module_from_param_with_module_name",
     "param_with_module_name",
     "user_param_name",

@@ -22,9 +22,25 @@ from torch.distributions import constraints as _tc
 from torch.distributions import transform_to
 from torch.distributions import transforms as _tt
 
+import ember.distributions.constraints as ec
+from ember import settings
 from ember.util import is_validation_enabled
 
-_MODULE_NAMESPACE_DIVIDER = "$$$"
+#: The separator between a module's name and its parameter's name in the names
+#: ``ember.module`` gives parameters: ``"encoder" + "$$$" + "fc.weight"``.
+MODULE_NAMESPACE_DIVIDER = "$$$"
+
+#: Whether a ``PyroModule`` keeps its parameters in itself rather than in the global
+#: param store (the ``module_local_params`` setting; off by default, as in Pyro).
+MODULE_LOCAL_PARAMS = False
+
+
+@settings.register("module_local_params", __name__, "MODULE_LOCAL_PARAMS")
+def _check_module_local_params(value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"module_local_params must be True or False, got {value!r}")
+
+
 _FILE_TAG = "ember_param_store"
 _FILE_VERSION = 1
 
@@ -37,7 +53,7 @@ def param_with_module_name(pyro_name: str, param_name: str) -> str:
         >>> param_with_module_name("encoder", "fc.weight")
         'encoder$$$fc.weight'
     """
-    return _MODULE_NAMESPACE_DIVIDER.join([pyro_name, param_name])
+    return MODULE_NAMESPACE_DIVIDER.join([pyro_name, param_name])
 
 
 def module_from_param_with_module_name(param_name: str) -> str:
@@ -48,7 +64,7 @@ def module_from_param_with_module_name(param_name: str) -> str:
         >>> module_from_param_with_module_name("encoder$$$fc.weight")
         'encoder'
     """
-    return param_name.split(_MODULE_NAMESPACE_DIVIDER)[0]
+    return param_name.split(MODULE_NAMESPACE_DIVIDER)[0]
 
 
 def user_param_name(param_name: str) -> str:
@@ -59,8 +75,8 @@ def user_param_name(param_name: str) -> str:
         >>> user_param_name("encoder$$$fc.weight"), user_param_name("loc")
         ('fc.weight', 'loc')
     """
-    if _MODULE_NAMESPACE_DIVIDER in param_name:
-        return param_name.split(_MODULE_NAMESPACE_DIVIDER)[1]
+    if MODULE_NAMESPACE_DIVIDER in param_name:
+        return param_name.split(MODULE_NAMESPACE_DIVIDER)[1]
     return param_name
 
 
@@ -70,6 +86,20 @@ _SINGLETONS: Dict[str, Any] = {}
 _SINGLETON_NAMES: Dict[int, str] = {}
 _PARAMETRIZED: Dict[type, Tuple[str, Tuple[str, ...]]] = {}
 _PARAMETRIZED_BY_NAME: Dict[str, Tuple[type, Tuple[str, ...]]] = {}
+
+
+def normalize_param_name(name: str) -> str:
+    """A param store name in ``torch.nn.Module.named_parameters()`` form.
+
+    Module parameters are stored as ``"module$$$sub.weight"``; this gives
+    ``"module.sub.weight"``. Names without a module are returned unchanged.
+
+    Example::
+
+        >>> normalize_param_name("encoder$$$fc.weight"), normalize_param_name("loc")
+        ('encoder.fc.weight', 'loc')
+    """
+    return name.replace(MODULE_NAMESPACE_DIVIDER, ".")
 
 
 def register_constraint(name: str, constraint=None, cls: type | None = None, args=()):
@@ -94,8 +124,6 @@ def register_constraint(name: str, constraint=None, cls: type | None = None, arg
 def _build_registry() -> None:
     if _SINGLETONS:
         return
-    import ember.distributions.constraints as ec
-
     for mod in (_tc, ec):
         for attr in sorted(vars(mod)):
             obj = getattr(mod, attr)
@@ -362,6 +390,13 @@ class ParamStoreDict:
     def get_all_param_names(self):
         """All parameter names."""
         return list(self._params)
+
+    def get_unconstrained(self, name: str) -> torch.Tensor | None:
+        """The unconstrained leaf tensor stored as ``name`` (None when absent).
+
+        ``PyroModule`` uses it to keep its own tensors and the store's in agreement.
+        """
+        return self._params.get(name)
 
     def replace_param(self, param_name: str, new_param: torch.Tensor, old_param: torch.Tensor):
         """Replace ``param_name`` (currently ``old_param``) with the constrained ``new_param``."""

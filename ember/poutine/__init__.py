@@ -8,15 +8,14 @@ the sites of a model.
 from ember.poutine import runtime, util
 from ember.poutine.handlers import *  # noqa: F403
 from ember.poutine.handlers import __all__ as _handlers_all
-from ember.poutine.messenger import Messenger
-from ember.poutine.plate_messenger import (
-    IndepMessenger,
-    PlateMessenger,
-    SubsampleMessenger,
-)
-from ember.poutine.runtime import NonlocalExit
+from ember.poutine.indep_messenger import IndepMessenger
+from ember.poutine.messenger import Messenger, unwrap
+from ember.poutine.plate_messenger import PlateMessenger
+from ember.poutine.runtime import NonlocalExit, get_mask
+from ember.poutine.subsample_messenger import SubsampleMessenger
 from ember.poutine.trace_messenger import TraceHandler
 from ember.poutine.trace_struct import Trace
+from ember.poutine.util import enable_validation, is_validation_enabled
 
 __all__ = [
     "IndepMessenger",
@@ -26,6 +25,10 @@ __all__ = [
     "SubsampleMessenger",
     "Trace",
     "TraceHandler",
+    "enable_validation",
+    "get_mask",
+    "is_validation_enabled",
     "runtime",
+    "unwrap",
     "util",
 ] + list(_handlers_all)

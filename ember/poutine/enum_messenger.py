@@ -3,7 +3,7 @@ enumeration by their whole support, each in a tensor dim of its own."""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import torch
 
@@ -13,9 +13,19 @@ from ember.poutine.runtime import get_stack
 
 def _hidden(owner_scope: Mapping, site_scope: Mapping) -> bool:
     """Whether a site with ``owner_scope`` is out of sight of one with ``site_scope``."""
-    for key, (frame, _) in owner_scope.items():
+    for key, owner in owner_scope.items():
         here = site_scope.get(key)
-        if here is not None and frame not in here[1]:
+        if here is not None and owner[0] not in here[1]:
+            return True
+    return False
+
+
+def _expired(owner_scope: Mapping, site_scope: Mapping) -> bool:
+    """Whether a site with ``owner_scope`` is out of sight of every site from ``site_scope`` on:
+    its frame is older than the oldest frame any of them can see."""
+    for key, owner in owner_scope.items():
+        here = site_scope.get(key)
+        if here is not None and owner[0] < here[2]:
             return True
     return False
 
@@ -72,18 +82,26 @@ class EnumMessenger(Messenger):
         super().__init__()
         self.first_available_dim = first_available_dim
         self.reserved = dict(reserved or {})
-        self._owner: Dict[int, str] = {}
+        self._owners: Dict[int, List[str]] = {}
+        self._latest: Dict[int, str] = {}
         self._scope: Dict[str, Mapping] = {}
+        self._exposed: Dict[str, Dict[int, str]] = {}
         self._first = first_available_dim
 
     def _start_run(self):
-        self._owner = {}  # dim -> site currently owning it
+        # dim -> the sites given it, oldest first: a dim is reused by a site that
+        # sees none of them, and a site may see an older owner but not a newer one
+        self._owners = {}
+        self._latest: Dict[int, str] = {}  # dim -> its newest owner
         self._scope = {}  # enumerated site -> its markov scope
+        # enumerated site -> other sites' dims its (expanded) value varies along
+        self._exposed = {}
         self._first = self.first_available_dim
         if self.reserved and len(set(self.reserved.values())) == len(self.reserved):
             # no dim is shared, so every reserved site owns its dim from the start
             for name, dim in self.reserved.items():
-                self._owner[dim] = name
+                self._owners[dim] = [name]
+                self._latest[dim] = name
                 self._scope[name] = {}
 
     def __enter__(self):
@@ -95,21 +113,40 @@ class EnumMessenger(Messenger):
     @property
     def used_dims(self) -> Dict[int, str]:
         """The enumeration dims allocated so far, with the site that last owned each."""
-        return dict(self._owner)
+        return dict(self._latest)
+
+    def _own(self, dim: int, name: str) -> None:
+        owners = self._owners.setdefault(dim, [])
+        if not owners or owners[-1] != name:
+            owners.append(name)
+        self._latest[dim] = name
 
     def _visible(self, site_scope) -> Dict[int, str]:
+        """``{dim: site}`` for the enumerated sites a site with ``site_scope`` sees."""
         if not site_scope:  # a site outside every markov context sees every dim
-            return dict(self._owner)
-        return {
-            dim: name
-            for dim, name in self._owner.items()
-            if not _hidden(self._scope[name], site_scope)
-        }
+            return self.used_dims
+        visible = {}
+        for dim, owners in self._owners.items():
+            i = len(owners) - 1
+            while i >= 0:  # the newest owner in sight, forgetting those out of reach
+                scope = self._scope[owners[i]]
+                if not _hidden(scope, site_scope):
+                    visible[dim] = owners[i]
+                    break
+                if _expired(scope, site_scope):
+                    del owners[i]
+                i -= 1
+        if self._exposed:
+            # a visible value expanded along the dim of a site out of view still varies there
+            for name in list(visible.values()):
+                for dim, owner in self._exposed.get(name, {}).items():
+                    visible.setdefault(dim, owner)
+        return visible
 
     def _pyro_sample(self, msg) -> None:
         name = msg["name"]
         if (
-            not self._owner
+            not self._owners
             and name not in self.reserved
             and (msg["infer"] or {}).get("enumerate") != "parallel"
         ):
@@ -119,11 +156,17 @@ class EnumMessenger(Messenger):
         if name in self.reserved and not msg["is_observed"]:
             # the value comes from elsewhere: forget how it was made there
             infer.pop("_enum_num_samples", None)
-            infer.pop("_enum_support_value", None)
+            infer.pop(SUPPORT_VALUE_KEY, None)
             dim = self.reserved[name]
-            self._owner[dim] = name
+            self._own(dim, name)
             self._scope[name] = site_scope
             infer["_enumerate_dim"] = dim
+            if msg["value"] is not None and msg["value"].numel() > msg["value"].size(0):
+                # expanded where it was made: it varies along other sites' dims too
+                others = {d: n for d, n in self.used_dims.items() if n != name}
+                exposed = _varying_dims(msg["value"], msg["fn"].event_dim, others)
+                if exposed:
+                    self._exposed[name] = exposed
         visible = self._visible(site_scope)
         if (
             infer.get("enumerate") == "parallel"
@@ -133,13 +176,21 @@ class EnumMessenger(Messenger):
         ):
             dim = self._allocate(visible, name)
             num_samples = infer.get("num_samples")
-            msg["value"] = _enumerated_value(msg, dim, infer.get("expand", False), num_samples)
+            expand = infer.get("expand", False)
+            recycled = dim in self._owners  # a dim some site out of view had before
+            msg["value"] = _enumerated_value(msg, dim, expand, num_samples, recycled)
+            if expand or num_samples is not None:
+                exposed = _varying_dims(msg["value"], msg["fn"].event_dim, visible)
+                if exposed:
+                    self._exposed[name] = exposed
             if num_samples is not None:
                 infer["_enum_num_samples"] = num_samples
             elif not infer.get("expand", False):
-                infer["_enum_support_value"] = True  # the value is arange(support) along dim
+                # a fresh tensor holding the unexpanded support: while the site's value is
+                # this tensor, its log-density can be read off the distribution's parameters
+                infer[SUPPORT_VALUE_KEY] = msg["value"]
             msg["done"] = True
-            self._owner[dim] = name
+            self._own(dim, name)
             self._scope[name] = site_scope
             visible[dim] = name
             infer["_enumerate_dim"] = dim
@@ -168,19 +219,35 @@ class EnumMessenger(Messenger):
         return dim
 
 
+def _varying_dims(value, event_dim: int, owners: Mapping[int, str]) -> Dict[int, str]:
+    """The dims of ``owners`` along which ``value`` (with ``event_dim`` event dims) varies."""
+    batch = value.dim() - event_dim
+    return {
+        dim: owner
+        for dim, owner in owners.items()
+        if batch >= -dim and value.shape[batch + dim] > 1
+    }
+
+
 # torch's limit on the number of dims of a tensor
 MAX_TENSOR_DIMS = 64
+
+#: The ``infer`` key under which :class:`EnumMessenger` keeps the tensor it made a
+#: site's value when that value is the site's support, unexpanded, along its dim.
+SUPPORT_VALUE_KEY = "_enum_support_value"
 
 
 def _continue_left_of_enclosing(messenger) -> int | None:
     for other in reversed(get_stack()):
         if isinstance(other, EnumMessenger) and other is not messenger and other._first is not None:
-            used = list(other._owner) + [other._first]
+            used = list(other._owners) + [other._first]
             return min(used) - 1
     return None
 
 
-def _enumerated_value(msg, dim: int, expand: bool = False, num_samples: int | None = None):
+def _enumerated_value(
+    msg, dim: int, expand: bool = False, num_samples: int | None = None, recycled: bool = False
+):
     fn = msg["fn"]
     name = msg["name"]
     if num_samples is None and not getattr(fn, "has_enumerate_support", False):
@@ -192,79 +259,73 @@ def _enumerated_value(msg, dim: int, expand: bool = False, num_samples: int | No
     event_shape = fn.event_shape
     batch_shape = fn.batch_shape
     if len(batch_shape) >= -dim and batch_shape[dim] != 1:
+        if recycled:
+            raise ValueError(
+                f"Enumeration dim conflict at site {name!r}: its batch_shape "
+                f"{tuple(batch_shape)} varies along dim {dim}, which belonged to an enumerated "
+                "site out of its view and is reused for its enumeration. The site depends on "
+                "that older site: raise its history in ember.markov(..., history=...)"
+            )
         raise ValueError(
-            f"site {name!r} has batch_shape {tuple(batch_shape)}, which already uses dim {dim} "
-            "chosen for its enumeration. Increase max_plate_nesting / first_available_dim, or "
-            "check that the site only depends on sites that ember.markov keeps in view (raise "
-            "its history)"
+            f"at site {name!r}, invalid log_prob shape: its batch_shape {tuple(batch_shape)} "
+            f"uses dim {dim}, left of the plate dims, where its enumeration goes. Enclose the "
+            "batched dims in ember.plate(...) contexts and count them in max_plate_nesting "
+            "(first_available_dim), or move them to the event shape with .to_event()"
         )
     if num_samples is not None:  # Monte Carlo: independent draws along the new dim
-        return _place(fn.sample((num_samples,)), len(batch_shape), dim, len(event_shape))
+        draw = fn.rsample if fn.has_rsample else fn.sample  # reparameterized when possible
+        return _place(draw((num_samples,)), len(batch_shape), dim, len(event_shape))
     if not expand:
-        values = _cached_support(fn, dim)
+        values = _fresh_index_support(fn, dim)
         if values is not None:
             return values
     values = fn.enumerate_support(expand=expand)
-    tag = getattr(values, "_ember_categorical_support", None)
-    values = _place(values, len(batch_shape), dim, len(event_shape))
-    if tag is not None:  # still arange(k) along its leftmost dim: keep the fast log_prob
-        values._ember_categorical_support = tag
-    return values
+    return _place(values, len(batch_shape), dim, len(event_shape))
 
 
-# Supports of Categorical and Bernoulli depend only on the number of values, the
-# dtype, the device and the enumeration dim: build each once, hand out views.
-_SUPPORT_CACHE: Dict[tuple, torch.Tensor] = {}
-_SUPPORT_KINDS: Dict[type, str] = {}
+_CATEGORICAL_SUPPORT = torch.distributions.Categorical.enumerate_support
+_BERNOULLI_SUPPORT = torch.distributions.Bernoulli.enumerate_support
 
 
-def _support_kind(cls) -> str | None:
-    if not _SUPPORT_KINDS:
-        import ember.distributions as dist
-
-        _SUPPORT_KINDS.update(
-            {
-                dist.Categorical: "categorical",
-                torch.distributions.Categorical: "categorical",
-                dist.Bernoulli: "bernoulli",
-                torch.distributions.Bernoulli: "bernoulli",
-            }
-        )
-    return _SUPPORT_KINDS.get(cls)
-
-
-def _cached_support(fn, dim: int):
-    """``fn``'s support (unexpanded) along ``dim``, for distributions with a fixed support.
-
-    Returns None for other distributions. Equal to ``_place(fn.enumerate_support(False), ...)``.
-    """
-    kind = _support_kind(type(fn))
-    if kind is None:
+def _fresh_index_support(fn, dim: int):
+    """``arange`` of a Categorical's or Bernoulli's values along ``dim`` (a new tensor),
+    as their own ``enumerate_support(expand=False)`` placed there would give; None
+    for other distributions."""
+    cls = type(fn)
+    params = vars(fn)  # torch keeps the parameter it was given as ``logits`` or ``probs``
+    param = params.get("logits")
+    if param is None:
+        param = params.get("probs")
+    if param is None:
         return None
-    param = fn._param
-    if kind == "categorical":
-        key = (kind, fn._num_events, torch.long, param.device, dim)
+    if cls.enumerate_support is _CATEGORICAL_SUPPORT:
+        k, dtype = param.shape[-1], torch.long
+    elif cls.enumerate_support is _BERNOULLI_SUPPORT:
+        k, dtype = 2, param.dtype
     else:
-        key = (kind, 2, param.dtype, param.device, dim)
-    cached = _SUPPORT_CACHE.get(key)
-    if cached is None or cached._version != cached._ember_version:  # missing or changed in place
-        cached = torch.arange(key[1], dtype=key[2], device=key[3])
-        cached = cached.reshape((key[1],) + (1,) * (-1 - dim))
-        cached._ember_version = cached._version
-        if len(_SUPPORT_CACHE) > 256:
-            _SUPPORT_CACHE.clear()
-        _SUPPORT_CACHE[key] = cached
-    values = cached.detach()  # a fresh tensor object on the same memory: tags are per site
-    if kind == "categorical":
-        values._ember_categorical_support = id(fn)
-    return values
+        return None
+    key = (k, dtype, param.device, dim)
+    template = _SUPPORT_TEMPLATES.get(key)
+    if template is None:
+        template = torch.arange(k, dtype=dtype, device=param.device)
+        template = template.reshape((k,) + (1,) * (-1 - dim))
+        if len(_SUPPORT_TEMPLATES) >= 256:
+            _SUPPORT_TEMPLATES.clear()
+        _SUPPORT_TEMPLATES[key] = template
+    return template.clone()  # the template itself is never handed out
+
+
+# ``arange`` supports by (size, dtype, device, dim), copied for each site
+_SUPPORT_TEMPLATES: Dict[tuple, torch.Tensor] = {}
 
 
 def _place(values, batch_len: int, dim: int, event_dim: int):
     """Move the leading dim of ``values`` (``(n,) + batch + event``) to batch dim ``dim``."""
     room = -1 - dim
-    width = max(batch_len, room + 1)
     shape = values.shape
+    if all(n == 1 for n in shape[1 : 1 + batch_len]):  # unexpanded: one reshape does it
+        return values.reshape(shape[:1] + (1,) * room + shape[1 + batch_len :])
+    width = max(batch_len, room + 1)
     values = values.reshape(shape[:1] + (1,) * (width - batch_len) + shape[1:])
     values = values.transpose(0, 1 + width + dim)
     while values.dim() > event_dim - dim and values.shape[0] == 1:

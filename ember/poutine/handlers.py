@@ -1,30 +1,49 @@
 """The lowercase handler functions: ``trace(fn)``, ``replay(fn, trace=...)``, ...
 
-Each returns a wrapped function when given ``fn``, and the handler itself
-(usable in a ``with`` block) when ``fn`` is None.
+Each is generated from its Messenger class by :func:`make_handler`:
+``handler(fn, *args, **kwargs)`` returns ``fn`` wrapped so every call runs
+inside ``Messenger(*args, **kwargs)``, and ``handler(*args, **kwargs)`` without
+``fn`` (or with ``fn=None``) returns the Messenger itself, usable in a ``with``
+block or as a decorator. The Messenger's constructor checks the arguments; the
+handler's docstring is the class's.
+
+Example::
+
+    >>> import torch, ember, ember.distributions as dist
+    >>> from ember import poutine
+    >>> model = lambda: ember.sample("x", dist.Normal(0.0, 1.0))
+    >>> poutine.condition(model, data={"x": torch.tensor(1.0)})()
+    tensor(1.)
+    >>> with poutine.condition(data={"x": torch.tensor(2.0)}):
+    ...     model()
+    tensor(2.)
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Iterable
 from typing import Callable
 
 from ember.poutine.block_messenger import BlockMessenger
+from ember.poutine.broadcast_messenger import BroadcastMessenger
 from ember.poutine.condition_messenger import ConditionMessenger, UnconditionMessenger
 from ember.poutine.do_messenger import DoMessenger
-from ember.poutine.enum_messenger import EnumMessenger, enum
+from ember.poutine.enum_messenger import EnumMessenger
+from ember.poutine.equalize_messenger import EqualizeMessenger
 from ember.poutine.escape_messenger import EscapeMessenger
 from ember.poutine.infer_config_messenger import InferConfigMessenger
 from ember.poutine.lift_messenger import LiftMessenger
-from ember.poutine.markov_messenger import MarkovMessenger, markov
+from ember.poutine.markov_messenger import MarkovMessenger
 from ember.poutine.mask_messenger import MaskMessenger
-from ember.poutine.plate_messenger import BroadcastMessenger
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.runtime import NonlocalExit
 from ember.poutine.scale_messenger import ScaleMessenger
 from ember.poutine.seed_messenger import SeedMessenger
 from ember.poutine.substitute_messenger import SubstituteMessenger
 from ember.poutine.trace_messenger import TraceMessenger
+from ember.poutine.util import discrete_escape, enum_extend
 
 __all__ = [
     "BlockMessenger",
@@ -32,11 +51,13 @@ __all__ = [
     "ConditionMessenger",
     "DoMessenger",
     "EnumMessenger",
+    "EqualizeMessenger",
     "EscapeMessenger",
     "InferConfigMessenger",
     "LiftMessenger",
     "MarkovMessenger",
     "MaskMessenger",
+    "NotCallableError",
     "ReplayMessenger",
     "ScaleMessenger",
     "SeedMessenger",
@@ -48,9 +69,11 @@ __all__ = [
     "condition",
     "do",
     "enum",
+    "equalize",
     "escape",
     "infer_config",
     "lift",
+    "make_handler",
     "markov",
     "mask",
     "queue",
@@ -63,245 +86,107 @@ __all__ = [
 ]
 
 
-def _wrap(msngr, fn):
-    return msngr if fn is None else msngr(fn)
+class NotCallableError(ValueError, TypeError):
+    """A handler got a first argument that is neither a function to wrap nor None.
 
-
-def trace(
-    fn: Callable | None = None, graph_type: str | None = None, param_only: bool | None = None
-):
-    """Record every site of a run: ``trace(fn).get_trace(*args)`` returns a :class:`Trace`.
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> tr = trace(lambda: ember.sample("x", dist.Normal(0.0, 1.0))).get_trace()
-        >>> tr.stochastic_nodes
-        ['x']
+    A ``TypeError``, and a ``ValueError`` as Pyro raises there.
     """
-    return _wrap(TraceMessenger(graph_type=graph_type, param_only=param_only), fn)
 
 
-def replay(fn: Callable | None = None, trace=None, params: dict | None = None):
-    """Reuse sample values from ``trace`` and param values from ``params``.
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember import poutine
-        >>> model = lambda: ember.sample("x", dist.Normal(0.0, 1.0))
-        >>> tr = poutine.trace(model).get_trace()
-        >>> bool(replay(model, trace=tr)() == tr.nodes["x"]["value"])
-        True
-    """
-    return _wrap(ReplayMessenger(trace=trace, params=params), fn)
-
-
-def block(
-    fn: Callable | None = None,
-    hide_fn=None,
-    expose_fn=None,
-    hide_all: bool = True,
-    expose_all: bool = False,
-    hide=None,
-    expose=None,
-    hide_types=None,
-    expose_types=None,
-):
-    """Hide sites from the handlers outside (see :class:`BlockMessenger`).
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember import poutine
-        >>> model = lambda: ember.sample("x", dist.Normal(0.0, 1.0))
-        >>> len(poutine.trace(block(model)).get_trace().stochastic_nodes)
-        0
-    """
-    return _wrap(
-        BlockMessenger(
-            hide_fn=hide_fn,
-            expose_fn=expose_fn,
-            hide_all=hide_all,
-            expose_all=expose_all,
-            hide=hide,
-            expose=expose,
-            hide_types=hide_types,
-            expose_types=expose_types,
-        ),
-        fn,
+def _handler_signature(msngr_cls) -> inspect.Signature:
+    """``(fn, <the Messenger's parameters>)``: ``fn`` has the default None unless a
+    parameter after it is required (then ``fn`` is shown required, as positional
+    calls need it; keyword-only calls may still leave it out)."""
+    params = list(inspect.signature(msngr_cls).parameters.values())
+    required_after = any(
+        p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in params
     )
+    fn = inspect.Parameter(
+        "fn",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=inspect.Parameter.empty if required_after else None,
+    )
+    return inspect.Signature([fn] + params)
 
 
-def condition(fn: Callable | None = None, data=None):
-    """Observe sample sites at the values in ``data`` (a dict or a Trace).
+def make_handler(msngr_cls, name: str, iterable: bool = False) -> Callable:
+    """The functional form ``name(fn=None, *args, **kwargs)`` of the Messenger class
+    ``msngr_cls``.
 
-    Example::
-
-        >>> import torch, ember, ember.distributions as dist
-        >>> model = lambda: ember.sample("x", dist.Normal(0.0, 1.0))
-        >>> condition(model, data={"x": torch.tensor(1.0)})()
-        tensor(1.)
-    """
-    if data is None:
-        raise ValueError("condition needs data=, a dict from site names to values")
-    return _wrap(ConditionMessenger(data=data), fn)
-
-
-def uncondition(fn: Callable | None = None):
-    """Sample observed sites instead of observing them (see :class:`UnconditionMessenger`).
-
-    Example::
-
-        >>> import torch, ember, ember.distributions as dist
-        >>> model = lambda: ember.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(50.0))
-        >>> bool(uncondition(model)() < 40)
-        True
-    """
-    return _wrap(UnconditionMessenger(), fn)
-
-
-def substitute(fn: Callable | None = None, data: dict | None = None, substitute_fn=None):
-    """Give param sites fixed values (see :class:`SubstituteMessenger`).
+    With ``fn`` it returns ``fn`` wrapped by ``msngr_cls(*args, **kwargs)`` (its
+    name and docstring kept); without, the Messenger. A non-callable ``fn`` (say
+    a value meant for a keyword argument) raises ``ValueError``; bad arguments are
+    reported by the Messenger's constructor, with the handler's usage added when
+    they do not fit its signature. With ``iterable=True`` an iterable ``fn`` is
+    wrapped by the Messenger's ``generator`` (as ``markov(range(T))`` does).
 
     Example::
 
-        >>> import torch, ember
-        >>> ember.clear_param_store()
-        >>> substitute(lambda: ember.param("p", torch.zeros(1)), data={"p": torch.ones(1)})()
-        tensor([1.])
+        >>> from ember.poutine.scale_messenger import ScaleMessenger
+        >>> scale = make_handler(ScaleMessenger, "scale")
+        >>> type(scale(scale=2.0)).__name__
+        'ScaleMessenger'
+        >>> scale(lambda: 1, scale=2.0)()
+        1
     """
-    return _wrap(SubstituteMessenger(data=data, substitute_fn=substitute_fn), fn)
+    signature = _handler_signature(msngr_cls)
+    usage = f"{name}{signature}"
+
+    def handler(fn=None, *args, **kwargs):
+        if fn is not None and not callable(fn):
+            if not (iterable and isinstance(fn, Iterable)):
+                expected = "a callable, an iterable or None" if iterable else "a callable or None"
+                raise NotCallableError(
+                    f"{name}: {fn!r} is not callable ({name} expects {expected} as its first "
+                    f"argument); did you mean to pass it as a keyword argument? Usage: {usage}"
+                )
+        try:
+            msngr = msngr_cls(*args, **kwargs)
+        except TypeError as e:
+            try:
+                signature.bind(fn, *args, **kwargs)
+            except TypeError:
+                raise TypeError(f"{name}: {e}. Usage: {usage}") from None
+            raise
+        if fn is None:
+            return msngr
+        if not callable(fn):
+            return msngr.generator(fn)
+        wrapped = msngr(fn)
+        if getattr(wrapped, "__wrapped__", None) is not fn:
+            functools.update_wrapper(wrapped, fn, updated=())
+        return wrapped
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__module__ = __name__
+    handler.__signature__ = signature
+    handler.__doc__ = (
+        f"Functional form of :class:`~{msngr_cls.__module__}.{msngr_cls.__name__}`: "
+        f"``{name}(fn, ...)`` wraps ``fn``, ``{name}(...)`` returns the handler.\n\n"
+        + inspect.cleandoc(msngr_cls.__doc__ or "")
+    )
+    return handler
 
 
-def escape(fn: Callable | None = None, escape_fn: Callable | None = None):
-    """Raise ``NonlocalExit`` at the first sample site where ``escape_fn(msg)`` holds.
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember.poutine.runtime import NonlocalExit
-        >>> try:
-        ...     escape(lambda: ember.sample("x", dist.Bernoulli(0.5)), lambda msg: True)()
-        ... except NonlocalExit as e:
-        ...     e.site["name"]
-        'x'
-    """
-    if escape_fn is None:
-        raise ValueError("escape needs escape_fn=, a predicate on messages")
-    return _wrap(EscapeMessenger(escape_fn=escape_fn), fn)
-
-
-def lift(fn: Callable | None = None, prior=None):
-    """Turn param sites into sample sites drawn from ``prior`` (see :class:`LiftMessenger`).
-
-    Example::
-
-        >>> import torch, ember, ember.distributions as dist
-        >>> ember.clear_param_store()
-        >>> lifted = lift(lambda: ember.param("w", torch.zeros(())), prior=dist.Normal(10.0, 0.1))
-        >>> bool(lifted() > 9)
-        True
-    """
-    if prior is None:
-        raise ValueError("lift needs prior=, a distribution, a callable or a dict of them")
-    return _wrap(LiftMessenger(prior=prior), fn)
-
-
-def scale(fn: Callable | None = None, scale=None):
-    """Multiply the log-densities inside by ``scale`` (see :class:`ScaleMessenger`).
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember import poutine
-        >>> tr = poutine.trace(scale(lambda: ember.sample("x", dist.Normal(0.0, 1.0)),
-        ...                          scale=3.0)).get_trace()
-        >>> tr.nodes["x"]["scale"]
-        3.0
-    """
-    if scale is None:
-        raise ValueError("scale needs scale=, a positive number or tensor")
-    return _wrap(ScaleMessenger(scale=scale), fn)
-
-
-def mask(fn: Callable | None = None, mask=None):
-    """Zero the log-densities inside where ``mask`` is False (see :class:`MaskMessenger`).
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember import poutine
-        >>> tr = poutine.trace(mask(lambda: ember.sample("x", dist.Normal(0.0, 1.0)),
-        ...                         mask=False)).get_trace()
-        >>> tr.log_prob_sum()
-        tensor(0.)
-    """
-    if mask is None:
-        raise ValueError("mask needs mask=, a bool or a bool tensor")
-    return _wrap(MaskMessenger(mask=mask), fn)
-
-
-def seed(fn: Callable | None = None, rng_seed: int | None = None):
-    """Run with the random seed ``rng_seed``, restoring the RNG state after.
-
-    Example::
-
-        >>> import torch
-        >>> with seed(rng_seed=0):
-        ...     a = torch.rand(1)
-        >>> with seed(rng_seed=0):
-        ...     b = torch.rand(1)
-        >>> bool(a == b)
-        True
-    """
-    if rng_seed is None:
-        raise ValueError("seed needs rng_seed=, an int")
-    return _wrap(SeedMessenger(rng_seed=rng_seed), fn)
-
-
-def do(fn: Callable | None = None, data: dict | None = None):
-    """Intervene on sample sites (see :class:`DoMessenger`).
-
-    Example::
-
-        >>> import torch, ember, ember.distributions as dist
-        >>> do(lambda: ember.sample("z", dist.Normal(0.0, 1.0)), data={"z": torch.tensor(2.0)})()
-        tensor(2.)
-    """
-    if data is None:
-        raise ValueError("do needs data=, a dict from site names to values")
-    return _wrap(DoMessenger(data=data), fn)
-
-
-def broadcast(fn: Callable | None = None):
-    """Expand sample sites' distributions to the plates around them.
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> with broadcast(), ember.plate("i", 2):
-        ...     ember.sample("x", dist.Normal(0.0, 1.0)).shape
-        torch.Size([2])
-    """
-    return _wrap(BroadcastMessenger(), fn)
-
-
-def infer_config(fn: Callable | None = None, config_fn: Callable | None = None):
-    """Add ``config_fn(msg)`` to each site's ``infer`` dict.
-
-    Example::
-
-        >>> import ember, ember.distributions as dist
-        >>> from ember import poutine
-        >>> model = infer_config(lambda: ember.sample("x", dist.Normal(0.0, 1.0)),
-        ...                      config_fn=lambda msg: {"tag": 1})
-        >>> poutine.trace(model).get_trace().nodes["x"]["infer"]
-        {'tag': 1}
-    """
-    if config_fn is None:
-        raise ValueError("infer_config needs config_fn=, a function of the message")
-    return _wrap(InferConfigMessenger(config_fn=config_fn), fn)
+block = make_handler(BlockMessenger, "block")
+broadcast = make_handler(BroadcastMessenger, "broadcast")
+condition = make_handler(ConditionMessenger, "condition")
+do = make_handler(DoMessenger, "do")
+enum = make_handler(EnumMessenger, "enum")
+equalize = make_handler(EqualizeMessenger, "equalize")
+escape = make_handler(EscapeMessenger, "escape")
+infer_config = make_handler(InferConfigMessenger, "infer_config")
+lift = make_handler(LiftMessenger, "lift")
+markov = make_handler(MarkovMessenger, "markov", iterable=True)
+mask = make_handler(MaskMessenger, "mask")
+replay = make_handler(ReplayMessenger, "replay")
+scale = make_handler(ScaleMessenger, "scale")
+seed = make_handler(SeedMessenger, "seed")
+substitute = make_handler(SubstituteMessenger, "substitute")
+trace = make_handler(TraceMessenger, "trace")
+uncondition = make_handler(UnconditionMessenger, "uncondition")
 
 
 def queue(
@@ -331,13 +216,11 @@ def queue(
         >>> sorted(float(r) for r in runs)
         [0.0, 1.0]
     """
-    from ember.poutine import util
-
     if queue is None:
         raise ValueError("queue needs queue=, a queue.Queue of partial traces")
     max_tries = int(1e6) if max_tries is None else max_tries
-    extend_fn = util.enum_extend if extend_fn is None else extend_fn
-    escape_fn = util.discrete_escape if escape_fn is None else escape_fn
+    extend_fn = enum_extend if extend_fn is None else extend_fn
+    escape_fn = discrete_escape if escape_fn is None else escape_fn
     num_samples = -1 if num_samples is None else num_samples
 
     def wrapper(wrapped):

@@ -25,7 +25,9 @@ class MarkovMessenger(Messenger):
 
     :class:`~ember.poutine.enum_messenger.EnumMessenger` uses this to reuse the
     enumeration dims of sites that are out of sight, so an HMM of any length
-    needs only ``history + 1`` enumeration dims.
+    needs only ``history + 1`` enumeration dims. Each sample site records, per
+    Markov context, its frame, the frames it sees, and the oldest frame that any
+    site still to come can see (frames are numbered in the order they open).
 
     :param history: how many previous frames a site may depend on.
     :param keep: whether branches entered from the same frame see each other.
@@ -114,7 +116,9 @@ class MarkovMessenger(Messenger):
             return
         infer = dict(msg["infer"] or {})
         scope = dict(infer.get("_markov", {}))
-        scope[self._key] = (self._chain[self._open[-1]], self._visible_frames())
+        # (this frame, the frames it sees, the oldest frame any later site may still see)
+        horizon = self._chain[max(0, self._open[0] - self.history)]
+        scope[self._key] = (self._chain[self._open[-1]], self._visible_frames(), horizon)
         infer["_markov"] = scope
         if self.dim is not None:
             infer.setdefault("_markov_dim", self.dim)

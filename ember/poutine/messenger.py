@@ -9,10 +9,13 @@ handler that ignores a type costs one dict lookup per message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable
 
-from ember.poutine.runtime import _STACK, _get_stack, _pop
+from ember.poutine.runtime import HANDLER_STACK, pop_handler
+
+_get_stack = HANDLER_STACK.get
 
 
 class Messenger:
@@ -68,25 +71,27 @@ class Messenger:
                 f"{type(self).__name__} can only wrap a callable, got {type(fn).__name__}; "
                 "use it as a decorator on a function or as a `with` block"
             )
-
-        @functools.wraps(fn)
-        def _context_wrap(*args, **kwargs):
-            with self:
-                return fn(*args, **kwargs)
-
-        _context_wrap.msngr = self
-        return _context_wrap
+        return functools.update_wrapper(HandledFunction(_run_inside, self, fn), fn, updated=())
 
     def __enter__(self):
-        _STACK.set(_get_stack() + (self,))  # (runtime._push, inlined)
+        HANDLER_STACK.set(_get_stack() + (self,))  # (push_handler, inlined)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
         stack = _get_stack()
         if stack and stack[-1] is self:
-            _STACK.set(stack[:-1])
+            HANDLER_STACK.set(stack[:-1])
         else:
-            _pop(self)
+            pop_handler(self)
+        return False
+
+    def hides(self, msg) -> bool:
+        """Whether this handler hides ``msg`` from the handlers outside it (False here;
+        :class:`~ember.poutine.block_messenger.BlockMessenger` says which it hides).
+
+        A ``NonlocalExit`` resets the handlers it passed through up to the first one
+        that hides its site.
+        """
         return False
 
     def _reset(self) -> None:
@@ -138,6 +143,66 @@ class Messenger:
         return fn
 
 
+def _run_inside(msngr, fn, *args, **kwargs):
+    with msngr:
+        return fn(*args, **kwargs)
+
+
+class HandledFunction(functools.partial):
+    """``fn`` wrapped so that every call runs inside the handler ``msngr``
+    (what ``handler(fn)`` returns). ``.msngr`` is the handler, ``.fn`` the function.
+
+    Unlike a closure it pickles (when ``msngr`` and ``fn`` do), and used as a method
+    in a class body it binds like a function: ``obj.method(...)`` passes ``obj``.
+
+    Example::
+
+        >>> import ember
+        >>> class Model:
+        ...     @ember.poutine.block
+        ...     def run(self, x):
+        ...         return 2 * x
+        >>> Model().run(3)
+        6
+    """
+
+    @property
+    def msngr(self):
+        """The handler every call runs inside."""
+        return self.args[0]
+
+    @property
+    def fn(self):
+        """The wrapped function."""
+        return self.args[1]
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+
+def unwrap(fn: Callable) -> Callable:
+    """The function under any handlers wrapped around ``fn`` with ``handler(fn)``.
+
+    Example::
+
+        >>> import ember
+        >>> def model():
+        ...     pass
+        >>> wrapped = ember.poutine.block(ember.poutine.scale(model, scale=2.0))
+        >>> unwrap(wrapped) is model
+        True
+    """
+    while True:
+        if isinstance(fn, HandledFunction):
+            fn = fn.fn
+        elif isinstance(fn, functools.partial) and isinstance(fn.func, HandledFunction):
+            fn = fn.func  # a handled function bound to an instance (used as a method)
+        else:
+            return fn
+
+
 def _all_subclasses(cls):
     out = []
     for sub in cls.__subclasses__():
@@ -159,18 +224,15 @@ def block_messengers(predicate: Callable):
         ...         len(get_stack())
         0
     """
-    import contextlib
-
-    from ember.poutine.runtime import _STACK
 
     @contextlib.contextmanager
     def _ctx():
-        old = _STACK.get()
+        old = _get_stack()
         kept = tuple(m for m in old if not predicate(m))
-        _STACK.set(kept)
+        HANDLER_STACK.set(kept)
         try:
             yield [m for m in old if predicate(m)]
         finally:
-            _STACK.set(old)
+            HANDLER_STACK.set(old)
 
     return _ctx()

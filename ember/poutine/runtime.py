@@ -5,10 +5,15 @@ Every effectful call (``ember.sample``, ``ember.param``, ...) builds a
 active handlers from the innermost out (``_process_message``), runs the
 default behaviour (draw a value), then walks back (``_postprocess_message``).
 
-The stack is an immutable tuple kept in a :class:`contextvars.ContextVar`, so
-every thread (and every ``contextvars`` context, e.g. an asyncio task) sees
-its own stack: entering a handler replaces the tuple, never mutates a shared
-list. Plate dims are allocated per context too (:data:`_DIM_ALLOCATOR`).
+The stack is an immutable tuple kept in the :class:`contextvars.ContextVar`
+:data:`HANDLER_STACK`, so every thread (and every ``contextvars`` context, e.g.
+an asyncio task) sees its own stack: entering a handler replaces the tuple
+(:func:`push_handler`, :func:`pop_handler`), never mutates a shared list. Plate
+dims are allocated per context too (:data:`DIM_ALLOCATOR`).
+
+Hot paths (``ember.sample``) read the stack with ``HANDLER_STACK.get()``, return
+at once when it is empty, and otherwise build a message with
+:func:`new_message` and pass it with the stack to :func:`apply_stack`.
 
 Example::
 
@@ -25,32 +30,39 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Tuple, TypedDict
 
-try:  # Python >= 3.8
-    from typing import TypedDict
-except ImportError:  # pragma: no cover
-    TypedDict = dict
+from ember.params.param_store import get_param_store
+from ember.poutine.broadcast import broadcast_to_plates
 
 __all__ = [
+    "DIM_ALLOCATOR",
+    "HANDLER_STACK",
     "CondIndepStackFrame",
+    "DimAllocator",
     "Message",
     "NonlocalExit",
     "am_i_wrapped",
     "apply_stack",
     "default_process_message",
     "effectful",
-    "get_stack",
     "get_mask",
     "get_plates",
+    "get_stack",
+    "new_message",
+    "pop_handler",
+    "push_handler",
 ]
 
-from ember.params.param_store import _PYRO_PARAM_STORE  # noqa: E402,F401  (Pyro's location)
-
-# The handler stack of the current context: a tuple, outermost handler first.
-_STACK: contextvars.ContextVar = contextvars.ContextVar("ember_handler_stack", default=())
-_get_stack = _STACK.get
+#: The handler stack of the current context: a tuple of handlers, outermost first.
+#: Read it with ``HANDLER_STACK.get()`` (or :func:`get_stack`); change it only through
+#: :func:`push_handler` / :func:`pop_handler` (or ``Messenger``'s ``with`` block).
+HANDLER_STACK: contextvars.ContextVar = contextvars.ContextVar("ember_handler_stack", default=())
+_get_stack = HANDLER_STACK.get
 _UNSET = object()
+
+# Pyro's module keeps the global param store here; code written for Pyro reads it.
+_PYRO_PARAM_STORE = get_param_store()
 
 
 class Message(TypedDict, total=False):
@@ -107,12 +119,6 @@ class CondIndepStackFrame(NamedTuple):
     def vectorized(self) -> bool:
         return self.dim is not None
 
-    def _key(self):
-        """A hashable identity: ``(name, dim)`` when vectorized, else ``(name, counter)``."""
-        if self.dim is not None:
-            return (self.name, self.dim, None)
-        return (self.name, None, self.counter)
-
 
 class NonlocalExit(Exception):
     """Raised by ``poutine.escape`` to leave a model early at ``site``.
@@ -129,12 +135,11 @@ class NonlocalExit(Exception):
         self.site = site
 
     def reset_stack(self) -> None:
-        """Reset the state of handlers that saw the escape, up to a block that hides the site."""
-        from ember.poutine.block_messenger import BlockMessenger
-
+        """Reset the state of the handlers that saw the escape, innermost first, up to
+        the first one that hides the site from the handlers outside it (``hides``)."""
         for frame in reversed(_get_stack()):
             frame._reset()
-            if type(frame) is BlockMessenger and frame.hide_fn(self.site):
+            if frame.hides(self.site):
                 break
 
 
@@ -150,16 +155,31 @@ def get_stack() -> Tuple:
     return _get_stack()
 
 
-def _push(handler) -> None:
-    _STACK.set(_get_stack() + (handler,))
+def push_handler(handler) -> None:
+    """Make ``handler`` the innermost handler of this context.
+
+    Example::
+
+        >>> from ember.poutine.messenger import Messenger
+        >>> from ember.poutine.runtime import get_stack, pop_handler, push_handler
+        >>> h = Messenger(); push_handler(h)
+        >>> get_stack() == (h,)
+        True
+        >>> pop_handler(h); get_stack()
+        ()
+    """
+    HANDLER_STACK.set(_get_stack() + (handler,))
 
 
-def _pop(handler) -> None:
-    """Remove ``handler`` and every handler entered after it."""
+def pop_handler(handler) -> None:
+    """Remove ``handler`` and every handler entered after it (a no-op when absent)."""
     stack = _get_stack()
-    for i in range(len(stack) - 1, -1, -1):
+    if stack and stack[-1] is handler:
+        HANDLER_STACK.set(stack[:-1])
+        return
+    for i in range(len(stack) - 2, -1, -1):
         if stack[i] is handler:
-            _STACK.set(stack[:i])
+            HANDLER_STACK.set(stack[:i])
             return
 
 
@@ -186,7 +206,28 @@ def default_process_message(msg) -> None:
     msg["done"] = True
 
 
-def _apply(stack, msg) -> None:
+def apply_stack(msg, stack: Tuple | None = None) -> None:
+    """Send ``msg`` down the handler stack and back up, filling ``msg["value"]``.
+
+    Handlers are visited innermost first by ``_process_message``; one that sets
+    ``msg["stop"]`` hides the message from the handlers outside it. Then the
+    default behaviour runs (``msg["fn"](*args, **kwargs)`` unless a value is
+    set), then ``_postprocess_message`` runs on the visited handlers,
+    outermost first, then ``msg["continuation"]`` if any.
+
+    ``stack`` is the handler stack to use, by default this context's; callers
+    that already read it (to skip the message when it is empty) pass it on.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.poutine.runtime import apply_stack, new_message
+        >>> msg = new_message("sample", "x", lambda: torch.tensor(1.0))
+        >>> apply_stack(msg); msg["value"]
+        tensor(1.)
+    """
+    if stack is None:
+        stack = _get_stack()
     n = len(stack)
     i = n - 1
     if msg["stop"]:
@@ -203,8 +244,6 @@ def _apply(stack, msg) -> None:
                 if msg["stop"]:
                     if i and msg["type"] == "sample" and msg["cond_indep_stack"]:
                         # Outer plates never see this message: broadcast it here.
-                        from ember.poutine.plate_messenger import broadcast_to_plates
-
                         broadcast_to_plates(msg)
                     break
                 mtype = msg["type"]  # (a handler may change the type)
@@ -241,33 +280,8 @@ def _apply_stopped(stack, msg) -> int:
         if hook is not None:
             hook(frame, msg)
         if i and msg["type"] == "sample" and msg["cond_indep_stack"]:
-            from ember.poutine.plate_messenger import broadcast_to_plates
-
             broadcast_to_plates(msg)
     return max(i, 0)
-
-
-def apply_stack(msg) -> None:
-    """Send ``msg`` down the handler stack and back up, filling ``msg["value"]``.
-
-    Handlers are visited innermost first by ``_process_message``; one that sets
-    ``msg["stop"]`` hides the message from the handlers outside it. Then the
-    default behaviour runs (``msg["fn"](*args, **kwargs)`` unless a value is
-    set), then ``_postprocess_message`` runs on the visited handlers,
-    outermost first, then ``msg["continuation"]`` if any.
-
-    Example::
-
-        >>> import torch
-        >>> from ember.poutine.runtime import apply_stack
-        >>> msg = dict(type="sample", name="x", fn=lambda: torch.tensor(1.0), args=(),
-        ...            kwargs={}, value=None, is_observed=False, infer={}, scale=1.0,
-        ...            mask=None, cond_indep_stack=(), done=False, stop=False,
-        ...            continuation=None)
-        >>> apply_stack(msg); msg["value"]
-        tensor(1.)
-    """
-    _apply(_get_stack(), msg)
 
 
 def new_message(type, name, fn, args=(), kwargs=None, value=None, is_observed=False, infer=None):
@@ -330,7 +344,7 @@ def effectful(fn: Callable | None = None, type: str | None = None) -> Callable:
         if not stack:
             return fn(*args, **kwargs) if obs is None else obs
         msg = new_message(type, name, fn, args, kwargs, obs, obs is not None, infer)
-        _apply(stack, msg)
+        apply_stack(msg, stack)
         return msg["value"]
 
     _fn._is_effectful = True
@@ -348,13 +362,7 @@ def get_plates() -> Tuple[CondIndepStackFrame, ...]:
         ...     [(f.name, f.dim) for f in get_plates()]
         [('a', -1), ('b', -2)]
     """
-    msg = new_message("get_plates", None, lambda: None)
-    msg["value"] = ()
-    msg["done"] = True
-    stack = _get_stack()
-    if stack:
-        _apply(stack, msg)
-    return msg["cond_indep_stack"]
+    return _ask_handlers("get_plates")["cond_indep_stack"]
 
 
 def get_mask():
@@ -368,26 +376,50 @@ def get_mask():
         ...     get_mask()
         False
     """
-    msg = new_message("get_mask", None, lambda: None)
+    return _ask_handlers("get_mask")["mask"]
+
+
+def _ask_handlers(mtype: str) -> dict:
+    """Send a message of type ``mtype`` with nothing to compute through the stack, so
+    the handlers fill in its ``cond_indep_stack``, ``mask``, ... as for a site here."""
+    msg = new_message(mtype, None, _nothing)
     msg["value"] = ()
     msg["done"] = True
     stack = _get_stack()
     if stack:
-        _apply(stack, msg)
-    return msg["mask"]
+        apply_stack(msg, stack)
+    return msg
 
 
-class _DimAllocator:
-    """Hands out plate dims from the right (-1, -2, ...), one name per dim, per context."""
+def _nothing():
+    return None
+
+
+class DimAllocator:
+    """Hands out plate dims from the right (-1, -2, ...), one plate name per dim, in
+    each ``contextvars`` context separately.
+
+    Example::
+
+        >>> from ember.poutine.runtime import DimAllocator
+        >>> dims = DimAllocator()
+        >>> dims.allocate("a", None), dims.allocate("b", None), dims.allocate("c", -5)
+        (-1, -2, -5)
+        >>> dims.free("b", -2); dims.names()
+        {-1: 'a', -5: 'c'}
+    """
 
     def __init__(self):
         self._var: contextvars.ContextVar = contextvars.ContextVar("ember_plate_dims", default=())
 
     @property
     def _stack(self) -> Tuple:
+        """The plate name of each dim, from -1 leftwards (``None``: free); Pyro's attribute."""
         return self._var.get()
 
     def allocate(self, name: str, dim: int | None) -> int:
+        """Claim ``dim`` (a negative int) for plate ``name``, or the rightmost free dim
+        when ``dim`` is None; returns the dim. Two plates claiming one dim is an error."""
         names = self._var.get()
         n = len(names)
         if dim is None:
@@ -415,6 +447,7 @@ class _DimAllocator:
         return dim
 
     def free(self, name: str, dim: int) -> None:
+        """Give back ``dim`` if plate ``name`` holds it."""
         names = self._var.get()
         idx = -1 - dim
         if idx < len(names) and names[idx] == name:
@@ -429,4 +462,14 @@ class _DimAllocator:
         return {-1 - i: n for i, n in enumerate(self._var.get()) if n is not None}
 
 
-_DIM_ALLOCATOR = _DimAllocator()
+#: The plate dims in use in this context (every vectorized plate claims one on entry).
+DIM_ALLOCATOR = DimAllocator()
+_DIM_ALLOCATOR = DIM_ALLOCATOR  # Pyro's name for it, read by code written for Pyro
+
+
+def __getattr__(name: str):
+    # Pyro keeps the handler stack in a module-level list ``_PYRO_STACK``; code written
+    # for Pyro may read it. Here it is this context's stack, an immutable tuple.
+    if name == "_PYRO_STACK":
+        return _get_stack()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ import numbers
 import torch
 
 from ember.poutine.messenger import Messenger
-from ember.util import is_validation_enabled
+from ember.util import is_poutine_validation_enabled
 
 
 class ScaleMessenger(Messenger):
@@ -25,7 +25,7 @@ class ScaleMessenger(Messenger):
     def __init__(self, scale):
         super().__init__()
         if isinstance(scale, torch.Tensor):
-            if is_validation_enabled() and not bool((scale > 0).all()):
+            if is_poutine_validation_enabled() and not bool((scale > 0).all()):
                 raise ValueError(
                     f"scale must be > 0, got {scale}. Hint: to drop sites use poutine.mask instead"
                 )

@@ -2,32 +2,8 @@
 
 from __future__ import annotations
 
-import random
-
-import torch
-
 from ember.poutine.messenger import Messenger
-from ember.util import set_rng_seed
-
-
-def _get_rng_state():
-    state = {"torch": torch.get_rng_state(), "random": random.getstate()}
-    try:
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    except ImportError:  # numpy optional
-        pass
-    return state
-
-
-def _set_rng_state(state) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["random"])
-    if "numpy" in state:
-        import numpy as np
-
-        np.random.set_state(state["numpy"])
+from ember.util import get_rng_state, set_rng_seed, set_rng_state
 
 
 class SeedMessenger(Messenger):
@@ -50,10 +26,10 @@ class SeedMessenger(Messenger):
         self.rng_seed = rng_seed
 
     def __enter__(self):
-        self.old_state = _get_rng_state()
+        self.old_state = get_rng_state()
         set_rng_seed(self.rng_seed)
         return super().__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback):
-        _set_rng_state(self.old_state)
+        set_rng_state(self.old_state)
         return super().__exit__(exc_type, exc_value, traceback)

@@ -13,7 +13,7 @@ class TraceMessenger(Messenger):
 
     ``graph_type="dense"`` also adds dependency edges between sample sites
     (see :mod:`ember.poutine.trace_struct`); ``param_only=True`` records only
-    param sites.
+    param sites (no sample sites, no ``_INPUT``/``_RETURN``).
 
     Example::
 
@@ -53,7 +53,11 @@ class TraceMessenger(Messenger):
         return self.trace
 
     def _reset(self) -> None:
+        # A NonlocalExit abandons the run so far; the inputs of the run stay recorded.
+        inputs = self.trace.nodes.get("_INPUT")
         self.trace = Trace(graph_type=self.graph_type)
+        if inputs is not None:
+            self.trace.nodes["_INPUT"] = inputs
 
     def _postprocess_message(self, msg) -> None:
         name = msg["name"]
@@ -113,14 +117,16 @@ class TraceHandler:
 def _run_traced(msngr: TraceMessenger, fn: Callable, args, kwargs, inner=None):
     """Run ``fn(*args, **kwargs)`` under ``msngr`` (and the handler ``inner`` inside it),
     recording ``_INPUT`` and ``_RETURN`` sites; returns ``fn``'s value."""
+    record_io = not msngr.param_only
     with msngr:
         trace = msngr.trace
-        trace.nodes["_INPUT"] = {
-            "name": "_INPUT",
-            "type": "args",
-            "args": args,
-            "kwargs": kwargs,
-        }
+        if record_io:
+            trace.nodes["_INPUT"] = {
+                "name": "_INPUT",
+                "type": "args",
+                "args": args,
+                "kwargs": kwargs,
+            }
         try:
             if inner is None:
                 ret = fn(*args, **kwargs)
@@ -131,7 +137,8 @@ def _run_traced(msngr: TraceMessenger, fn: Callable, args, kwargs, inner=None):
             _add_shapes_to_error(e, trace)
             raise
         # (the trace may have been replaced by _reset after a NonlocalExit)
-        msngr.trace._add_site("_RETURN", {"name": "_RETURN", "type": "return", "value": ret})
+        if record_io:
+            msngr.trace._add_site("_RETURN", {"name": "_RETURN", "type": "return", "value": ret})
     return ret
 
 

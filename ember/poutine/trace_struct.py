@@ -16,6 +16,7 @@ import torch
 
 from ember.distributions.score_parts import ScoreParts
 from ember.distributions.util import is_identically_zero, scale_and_mask
+from ember.poutine.subsample_messenger import site_is_subsample
 
 _Tensor = torch.Tensor
 
@@ -54,22 +55,6 @@ def _all_sites(name, site):
     return True
 
 
-def site_is_subsample(site) -> bool:
-    """Whether ``site`` is the index-drawing site a subsampled plate adds to a trace.
-
-    Example::
-
-        >>> import ember
-        >>> def model():
-        ...     with ember.plate("p", 5, subsample_size=2):
-        ...         pass
-        >>> tr = ember.poutine.trace(model).get_trace()
-        >>> site_is_subsample(tr.nodes["p"])
-        True
-    """
-    return site["type"] == "sample" and type(site["fn"]).__name__ == "_Subsample"
-
-
 class Trace:
     """An ordered record of the sites of one execution.
 
@@ -82,8 +67,9 @@ class Trace:
     Dependency graph (filled by ``trace(fn, graph_type="dense")``, used for
     Rao-Blackwellization): ``edges`` (list of ``(u, v)``), ``successors(name)``
     and ``predecessors(name)`` (sets of names), ``in_degree(name)``,
-    ``add_edge(u, v)``, ``remove_node(name)``, ``topological_sort(reverse=False)``.
-    Edges connect sample sites only (not ``_INPUT``/``_RETURN``/params).
+    ``add_edge(u, v)``, ``remove_node(name)``, ``reachable(name)``,
+    ``topological_sort(reverse=False)``. The dense graph connects sample sites
+    only (not ``_INPUT``/``_RETURN``/params).
 
     Example::
 
@@ -128,6 +114,9 @@ class Trace:
         nodes = self.nodes
         if site_name in nodes:
             old = nodes[site_name]
+            if old["type"] is None:  # a node added by add_edge: now it gets its site
+                nodes[site_name] = site
+                return
             if old["type"] != site["type"]:
                 raise SiteError(
                     f"site {site_name!r} is already in the trace as a {old['type']} site; "
@@ -150,10 +139,23 @@ class Trace:
 
     # --------------------------------------------------------------- graph
     def add_edge(self, u: str, v: str) -> None:
-        """Add a dependency edge ``u -> v`` (both must be sites)."""
+        """Add a dependency edge ``u -> v``.
+
+        An endpoint that is not in the trace yet is added as a bare node
+        (``{"name": ..., "type": None}``, which no site query counts); a site
+        added later under that name takes its place and keeps its edges.
+
+        Example::
+
+            >>> tr = Trace()
+            >>> tr.add_edge("a", "b"); tr.add_edge("b", "c")
+            >>> tr.topological_sort(), tr.nodes["c"]
+            (['a', 'b', 'c'], {'name': 'c', 'type': None})
+        """
+        nodes = self.nodes
         for n in (u, v):
-            if n not in self.nodes:
-                raise ValueError(f"add_edge: no site named {n!r} in the trace")
+            if n not in nodes:
+                nodes[n] = {"name": n, "type": None}
         self._succ.setdefault(u, set()).add(v)
         self._pred.setdefault(v, set()).add(u)
 
@@ -177,15 +179,40 @@ class Trace:
         """Number of edges into ``name``."""
         return len(self._pred.get(name, ()))
 
+    def _dfs(self, name: str, visited: Set[str]) -> Iterator[str]:
+        """The nodes reachable from ``name`` and not in ``visited``, each after its
+        successors (depth-first post-order); adds them to ``visited``."""
+        if name in visited:
+            return
+        visited.add(name)
+        for succ in self._succ.get(name, ()):
+            yield from self._dfs(succ, visited)
+        yield name
+
+    def reachable(self, name: str) -> List[str]:
+        """``name`` and every node that depends on it through the edges, each listed
+        after the nodes that depend on it.
+
+        Example::
+
+            >>> tr = Trace()
+            >>> tr.add_edge("a", "b"); tr.add_edge("b", "c"); tr.add_edge("x", "c")
+            >>> tr.reachable("a"), tr.reachable("c")
+            (['c', 'b', 'a'], ['c'])
+        """
+        return list(self._dfs(name, set()))
+
     def topological_sort(self, reverse: bool = False) -> List[str]:
-        """Site names such that every edge goes forward (backward when ``reverse``)."""
+        """Node names such that every edge goes forward (backward when ``reverse``), ties
+        broken by the order of the nodes in the trace. A cycle raises ``ValueError``."""
+        order = {n: i for i, n in enumerate(self.nodes)}
         indeg = {n: len(self._pred.get(n, ())) for n in self.nodes}
         ready = [n for n in self.nodes if indeg[n] == 0]
         out = []
         while ready:
             n = ready.pop(0)
             out.append(n)
-            for m in sorted(self._succ.get(n, ()), key=list(self.nodes).index):
+            for m in sorted(self._succ.get(n, ()), key=order.__getitem__):
                 indeg[m] -= 1
                 if indeg[m] == 0:
                     ready.append(m)
@@ -210,12 +237,12 @@ class Trace:
                 site["value"] = value.detach()
 
     # ----------------------------------------------------------- log probs
-    def _log_prob(self, name, site):
+    def _log_prob(self, name, site, computing: str = "log_prob"):
         try:
             return site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
         except ValueError as e:
             raise ValueError(
-                f"Error while computing log_prob at site {name!r}:\n{e}\n"
+                f"Error while computing {computing} at site {name!r}:\n{e}\n"
                 f"{self.format_shapes(last_site=name)}"
             ) from e
 
@@ -231,9 +258,8 @@ class Trace:
                 if lp_sum is None:
                     lp = site.get("log_prob")
                     if lp is None:
-                        lp = _scale_and_mask(
-                            self._log_prob(name, site), site["scale"], site["mask"]
-                        )
+                        lp = self._log_prob(name, site, "log_prob_sum")
+                        lp = _scale_and_mask(lp, site["scale"], site["mask"])
                     lp_sum = _total(lp)
                     site["log_prob_sum"] = lp_sum
                 result = lp_sum if result is None else result + lp_sum
@@ -248,13 +274,7 @@ class Trace:
                 and "log_prob" not in site
                 and (every or site_filter(name, site))
             ):
-                try:
-                    lp = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-                except ValueError as e:
-                    raise ValueError(
-                        f"Error while computing log_prob at site {name!r}:\n{e}\n"
-                        f"{self.format_shapes(last_site=name)}"
-                    ) from e
+                lp = self._log_prob(name, site)
                 site["unscaled_log_prob"] = lp
                 scale = site["scale"]
                 mask = site["mask"]
@@ -294,8 +314,12 @@ class Trace:
                         lp = scale_and_mask(lp, scale, mask)
                         parts = ScoreParts(lp, parts.score_function, lp)
                     else:
-                        parts = parts.scale_and_mask(scale, mask)
-                        lp = parts.log_prob
+                        # the score function is neither scaled nor masked: it multiplies
+                        # a scaled and masked cost, to which a masked site's descendants
+                        # still contribute
+                        lp = scale_and_mask(lp, scale, mask)
+                        ent = scale_and_mask(parts.entropy_term, scale, mask)
+                        parts = ScoreParts(lp, parts.score_function, ent)
                 site["score_parts"] = parts
                 site["log_prob"] = lp
                 site["log_prob_sum"] = lp.sum() if type(lp) is _Tensor and lp.dim() else _total(lp)

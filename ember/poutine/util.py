@@ -1,10 +1,15 @@
 """Helpers for working with traces and messages: subsample sites, escape predicates,
-trace extension for systematic search."""
+trace extension for systematic search; and the runtime's validation switch under
+Pyro's names (``enable_validation`` sets every switch, see :mod:`ember.util`;
+``is_validation_enabled`` reads the handlers' own, the ``validate_poutine`` setting).
+"""
 
 from __future__ import annotations
 
-from ember.poutine.trace_struct import Trace, site_is_subsample
-from ember.util import is_validation_enabled
+from ember.poutine.subsample_messenger import site_is_subsample
+from ember.poutine.trace_struct import Trace
+from ember.util import enable_validation
+from ember.util import is_poutine_validation_enabled as is_validation_enabled
 
 __all__ = [
     "all_escape",
@@ -16,20 +21,6 @@ __all__ = [
     "prune_subsample_sites",
     "site_is_subsample",
 ]
-
-
-def enable_validation(is_validate: bool = True) -> None:
-    """Turn runtime shape validation on or off (the same switch as ``ember.enable_validation``).
-
-    Example::
-
-        >>> enable_validation(False); is_validation_enabled()
-        False
-        >>> enable_validation(True)
-    """
-    from ember.util import enable_validation as _enable
-
-    _enable(is_validate)
 
 
 def prune_subsample_sites(trace: Trace) -> Trace:

@@ -8,7 +8,7 @@ import torch
 from torch.distributions import constraints
 
 import ember.distributions as dist
-from ember.distributions.util import _decide_simplex, decide
+from ember.distributions.validation import decide, decide_simplex
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -28,7 +28,7 @@ def test_simplex_check_equals_torch(dtype, shape):
         if trial % 13 == 0:
             x.view(-1)[0] = float("inf")
         expected = bool(constraints.simplex.check(x).all())
-        assert _decide_simplex(x) is expected
+        assert decide_simplex(x) is expected
         assert decide(constraints.simplex, x.requires_grad_(x.is_floating_point())) is expected
 
 

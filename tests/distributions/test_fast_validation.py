@@ -15,9 +15,10 @@ from torch.distributions import constraints
 import ember
 import ember.distributions as dist
 import ember.distributions.torch as ember_torch
-from ember.distributions.torch_distribution import check_parameters, check_value
-from ember.distributions.util import (
-    broadcast_params,
+from ember.distributions.util import broadcast_params
+from ember.distributions.validation import (
+    check_parameters,
+    check_value,
     decide,
     first_violation,
     read_pending,

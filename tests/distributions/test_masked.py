@@ -32,7 +32,9 @@ def test_python_false_skips_base_log_prob():
     lp = d.log_prob(torch.zeros(5, 3))
     assert torch.equal(lp, torch.zeros(5, 3))
     parts = d.score_parts(torch.zeros(3))
-    assert all(torch.equal(p, torch.zeros(3)) for p in parts)
+    # a reparameterized base: no score-function part (the number 0, as in Pyro)
+    assert torch.equal(parts.log_prob, torch.zeros(3)) and parts.score_function == 0
+    assert torch.equal(parts.entropy_term, torch.zeros(3))
 
 
 def test_python_true_is_the_base():
@@ -109,3 +111,14 @@ def test_masked_to_event_sums_only_unmasked():
 
 def test_repr_mentions_mask():
     assert "mask=tensor(3,)" in repr(dist.Normal(torch.zeros(3), 1.0).mask(torch.ones(3) > 0))
+
+
+def test_kl_of_two_masked_with_a_false_mask_is_the_number_zero():
+    p = dist.Normal(torch.zeros(2, 2), 1.0)
+    q = dist.Normal(torch.ones(2, 2), 2.0)
+    for p_mask, q_mask in [(False, True), (True, False), (False, torch.ones(2, 2).bool())]:
+        kl = dist.kl_divergence(p.mask(p_mask), q.mask(q_mask))
+        assert isinstance(kl, float) and kl == 0.0
+    both = torch.tensor([[True, False], [True, True]])
+    kl = dist.kl_divergence(p.mask(both), q.mask(True))
+    assert torch.equal(kl, torch.where(both, dist.kl_divergence(p, q), 0.0))

@@ -378,3 +378,15 @@ def test_independent_delegates_validation_to_base():
     checked = dist.Independent(dist.Normal(torch.zeros(3), 1.0), 1)
     with pytest.raises(ValueError, match="support"):
         checked.log_prob(torch.full((3,), float("nan")))
+
+
+def test_to_event_of_an_independent_is_one_independent_of_the_base():
+    base = dist.Normal(torch.zeros(2, 3, 4), 1.0)
+    d = base.to_event(1).to_event(1)
+    assert type(d) is dist.Independent and d.base_dist is base
+    assert d.reinterpreted_batch_ndims == 2 and d.event_shape == (3, 4)
+    x = torch.randn(2, 3, 4)
+    assert torch.equal(d.log_prob(x), base.log_prob(x).sum((-1, -2)))
+    assert d.to_event(-1).base_dist is base and d.to_event(-2) is base
+    forced = base.to_event(1).has_rsample_(False)  # keeps its own flag: not merged
+    assert forced.to_event(1).base_dist is forced

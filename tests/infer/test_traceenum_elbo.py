@@ -10,6 +10,7 @@ import ember
 import ember.distributions as dist
 from ember import poutine
 from ember.infer import TraceEnum_ELBO, config_enumerate
+from ember.infer.enum_factors import site_log_prob, support_log_prob
 from ember.ops import IntractableError
 
 
@@ -469,17 +470,65 @@ def test_sequential_model_with_plate_local_parallel_guide_is_rejected():
         TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
 
 
-def test_sampled_guide_site_depending_on_enumerated_one_is_rejected():
+def test_sampled_guide_site_depending_on_enumerated_one_is_averaged_without_bias():
+    # b is drawn once per value of the enumerated a; the ELBO and its gradient average
+    # over a exactly and over b by Monte Carlo (score function for b's parameter)
+    f64 = torch.float64
+
     def model():
-        a = ember.sample("a", dist.Bernoulli(0.5))
+        a = ember.sample("a", dist.Bernoulli(torch.tensor(0.5, dtype=f64)))
         ember.sample("b", dist.Bernoulli(0.2 + 0.5 * a))
 
     def guide():
-        a = ember.sample("a", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
-        ember.sample("b", dist.Bernoulli(0.2 + 0.5 * a))
+        qb = ember.param("qb", torch.tensor(0.3, dtype=f64))
+        a = ember.sample(
+            "a", dist.Bernoulli(torch.tensor(0.4, dtype=f64)), infer={"enumerate": "parallel"}
+        )
+        ember.sample("b", dist.Bernoulli(qb + 0.3 * a))
 
-    with pytest.raises(ValueError, match="guide site 'b'.*depends on enumerated guide sites"):
-        TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+    def exact_elbo(qb):
+        total = 0.0
+        for a in (0, 1):
+            qa = 0.4 if a else 0.6
+            q1 = qb + 0.3 * a
+            p1 = 0.2 + 0.5 * a
+            for b in (0, 1):
+                qab = q1 if b else 1 - q1
+                pab = p1 if b else 1 - p1
+                total = total + qa * qab * (math.log(0.5) + math.log(pab) - math.log(qa))
+                total = total - qa * qab * torch.log(qab)
+        return total
+
+    qb = torch.tensor(0.3, dtype=f64, requires_grad=True)
+    exact = exact_elbo(qb)
+    (exact_grad,) = torch.autograd.grad(exact, [qb])
+    n = 20000
+    ember.set_rng_seed(0)
+    elbo = TraceEnum_ELBO(max_plate_nesting=0, num_particles=n, vectorize_particles=True)
+    loss = elbo.loss_and_grads(model, guide)
+    # per particle: sum over a of q(a) f(a, b_a), b_a drawn independently per a; the
+    # gradient's terms are q(a) (d log q(b_a|a) f(a, b_a) - d log q(b_a|a))
+    var = grad_var = 0.0
+    for a in (0, 1):
+        qa, q1, p1 = (0.4 if a else 0.6), 0.3 + 0.3 * a, 0.2 + 0.5 * a
+        f = [
+            math.log(0.5)
+            + math.log(p1 if b else 1 - p1)
+            - math.log(qa)
+            - math.log(q1 if b else 1 - q1)
+            for b in (0, 1)
+        ]
+        g = [(1 / q1 if b else -1 / (1 - q1)) * (f[b] - 1) for b in (0, 1)]
+        for values, out in ((f, "f"), (g, "g")):
+            mean = q1 * values[1] + (1 - q1) * values[0]
+            v = qa**2 * (q1 * (values[1] - mean) ** 2 + (1 - q1) * (values[0] - mean) ** 2)
+            if out == "f":
+                var += v
+            else:
+                grad_var += v
+    assert abs(-loss - exact.item()) < 4 * math.sqrt(var / n)
+    grad = ember.param("qb").grad.item()
+    assert abs(-grad - exact_grad.item()) < 4 * math.sqrt(grad_var / n)
 
 
 def test_subsampled_plate_scales_the_local_marginals():
@@ -665,21 +714,26 @@ def test_enumerated_categorical_values_take_the_fast_log_prob(monkeypatch):
 
     trace = poutine.trace(poutine.enum(model, first_available_dim=-2)).get_trace()
     monkeypatch.setattr(torch.distributions.Categorical, "log_prob", counting)
-    for name, shape in [("z", (3, 1)), ("w", (3, 1, 4))]:
-        site = trace.nodes[name]
-        value, fn = site["value"], site["fn"]
-        assert value.shape == shape
-        assert value._ember_categorical_support == id(fn)
-        fast = fn.log_prob(value)
-        assert not calls  # the tagged value never reached the gather
-        slow = fn.log_prob(value.clone())  # an untagged copy takes the gather
-        assert len(calls) == 1
-        calls.clear()
-        assert fast.shape == slow.shape
-        assert torch.equal(fast, slow)
+    z, w = trace.nodes["z"], trace.nodes["w"]
+    assert z["value"].shape == (3, 1) and w["value"].shape == (3, 1, 4)
+    fast = site_log_prob(z)
+    assert not calls  # the unexpanded support the handler made: read off the logits
+    slow = z["fn"].log_prob(z["value"].clone())
+    assert len(calls) == 1
+    assert torch.equal(fast.expand(slow.shape), slow)
+    calls.clear()
+    # an expanded support is not the handler's own unexpanded support: it takes the gather
+    assert torch.equal(site_log_prob(w), gather(w["fn"], w["value"]))
+    assert len(calls) == 1
+    calls.clear()
+    # a value that is not the very tensor the handler made is not trusted
+    replaced = dict(z, value=z["value"].flip(0))
+    expected = gather(z["fn"], z["value"].flip(0))
+    assert torch.equal(site_log_prob(replaced), expected)
+    assert len(calls) == 1
 
 
-def test_support_cache_hands_out_fresh_tagged_views():
+def test_enumerated_supports_are_fresh_tensors():
     def model():
         a = ember.sample("a", dist.Categorical(torch.ones(3) / 3), infer={"enumerate": "parallel"})
         b = ember.sample("b", dist.Bernoulli(torch.tensor(0.3)), infer={"enumerate": "parallel"})
@@ -688,12 +742,19 @@ def test_support_cache_hands_out_fresh_tagged_views():
     enum_model = poutine.enum(model, first_available_dim=-1)
     a1, b1 = enum_model()
     a2, b2 = enum_model()
-    assert a1 is not a2 and a1._ember_categorical_support != a2._ember_categorical_support
+    assert a1 is not a2 and a1.data_ptr() != a2.data_ptr()
     assert torch.equal(a1, torch.arange(3)) and a1.dtype == torch.long
     assert torch.equal(b1, torch.tensor([[0.0], [1.0]])) and b1.dtype == torch.float32
-    a1.add_(5)  # a value changed in place is not handed out again
+    a1.add_(5)  # a value changed in place is never handed out again
     a3, _ = enum_model()
     assert torch.equal(a3, torch.arange(3))
+
+
+def test_categorical_log_prob_of_a_support_changed_in_place_is_right():
+    d = dist.Categorical(torch.tensor([0.1, 0.2, 0.7]))
+    v = d.enumerate_support()
+    v.data.copy_(v.flip(0))
+    assert torch.equal(d.log_prob(v), torch.tensor([0.7, 0.2, 0.1]).log())
 
 
 def test_delta_guide_log_density_matches_log_prob(monkeypatch):
@@ -737,8 +798,6 @@ def test_delta_guide_log_density_matches_log_prob(monkeypatch):
     ],
 )
 def test_support_log_prob_shortcut_matches_log_prob(make):
-    from ember.infer.traceenum_elbo import _support_log_prob
-
     torch.manual_seed(0)
 
     def model():
@@ -748,7 +807,7 @@ def test_support_log_prob_shortcut_matches_log_prob(make):
     trace = poutine.trace(poutine.enum(model, first_available_dim=-3)).get_trace()
     site = trace.nodes["z"]
     expected = site["fn"].log_prob(site["value"].clone())  # the gather
-    shortcut = _support_log_prob(site["fn"], site["infer"]["_enumerate_dim"])
+    shortcut = support_log_prob(site["fn"], site["infer"]["_enumerate_dim"])
     shape = torch.broadcast_shapes(shortcut.shape, expected.shape)
     assert shape == expected.shape
     # Categorical: the same numbers; Bernoulli: softplus vs torch's formula, to rounding

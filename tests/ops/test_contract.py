@@ -12,6 +12,7 @@ from ember.ops import (
     marginal,
     total,
 )
+from ember.ops.contract import LAST_CACHE_SIZE, einsum, naive_ubersum, ubersum
 
 F = frozenset
 
@@ -279,3 +280,92 @@ def test_plans_differ_by_shape_and_kept_variables():
     fs2 = [make("z", ["z", "p"], ["p"], sizes2), make("x", ["p", "z"], ["p"], sizes2)]
     out2 = contract_tree(fs2, var_ordinals)
     assert torch.allclose(out2[0].tensor, torch.logsumexp(fs2[0].tensor + fs2[1].tensor.T, 0))
+
+
+# ----------------------------------------------------------------------------- plated einsum
+LOG = "pyro.ops.einsum.torch_log"
+PLATED = [
+    ("ab,bc->", "", [(2, 3), (3, 4)]),
+    ("ai->", "i", [(2, 3)]),
+    ("ab,ai,bi->", "i", [(2, 3), (2, 4), (3, 4)]),
+    ("a,ai,bi->", "i", [(2,), (2, 3), (4, 3)]),
+    ("ai,bi->bi", "i", [(2, 3), (4, 3)]),
+    ("a,ai->a", "i", [(2,), (2, 3)]),
+    ("ij,aij->", "ij", [(2, 3), (2, 2, 3)]),
+    ("a,ai,aij->ai", "ij", [(2,), (2, 3), (2, 3, 2)]),
+    ("a,ab,bi->a,b", "i", [(2,), (2, 3), (3, 2)]),
+    ("ai,abi,bci->i", "i", [(2, 3), (2, 2, 3), (2, 2, 3)]),
+]
+
+
+@pytest.mark.parametrize("equation,plates,shapes", PLATED)
+def test_plated_einsum_matches_brute_force(equation, plates, shapes):
+    torch.manual_seed(len(equation))
+    logs = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    expected = naive_ubersum(equation, *logs, plates=plates)
+    actual = einsum(equation, *logs, plates=plates, backend=LOG, modulo_total=True)
+    values = einsum(equation, *[x.exp() for x in logs], plates=plates, modulo_total=True)
+    assert len(actual) == len(expected) == len(values)
+    for a, v, e in zip(actual, values, expected):
+        assert a.shape == e.shape
+        assert torch.allclose(a, e)
+        assert torch.allclose(v.log(), e)
+
+
+def test_plated_einsum_by_hand():
+    x = torch.rand(2, 5, dtype=torch.float64)  # sum over a, product over the plate i
+    (p,) = einsum("ai->", x, plates="i")
+    assert p.item() == pytest.approx(x.sum(0).prod().item(), rel=1e-12)
+    w, y = torch.rand(2, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64)
+    (q,) = einsum("a,ai->", w, y, plates="i")  # a global, shared by every element
+    assert q.item() == pytest.approx((w * y.prod(1)).sum().item(), rel=1e-12)
+    (r,) = einsum("ab,bc->ac", w[:, None] * y[:, :2].T[:1], y, modulo_total=True)
+    assert torch.allclose(r, (w[:, None] * y[:, :2].T[:1]) @ y)
+
+
+def test_linear_einsum_allows_negative_values():
+    torch.manual_seed(7)
+    x, y = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    (z,) = einsum("ai,ai->", x, y, plates="i")
+    assert z.item() == pytest.approx((x * y).sum(0).prod().item(), rel=1e-10)
+
+
+def test_plated_einsum_errors():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="without its plate"):
+        einsum("ai->a", x, plates="i", modulo_total=True)
+    with pytest.raises(NotImplementedError, match="modulo_total"):
+        einsum("ai->i", x, plates="i")
+    with pytest.raises(ValueError, match="size mismatch"):
+        einsum("ab,ab->", torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(NotImplementedError, match="backend"):
+        einsum("a->", torch.zeros(2), backend="nonsense")
+    with pytest.raises(NotImplementedError, match="tree-structured"):
+        # a and b each in their own plate, coupled by a factor in both
+        einsum(
+            "ai,bj,abij->",
+            torch.rand(2, 3),
+            torch.rand(2, 4),
+            torch.rand(2, 2, 3, 4),
+            plates="ij",
+        )
+
+
+def test_ubersum_is_log_space_einsum_and_deprecated():
+    x = torch.randn(2, 3)
+    with pytest.warns(DeprecationWarning) as record:
+        (a,) = ubersum("ai->", x, batch_dims="i")
+    messages = [str(w.message) for w in record]
+    assert any("ubersum" in m for m in messages) and any("batch_dims" in m for m in messages)
+    (b,) = einsum("ai->", x, plates="i", backend=LOG)
+    assert torch.allclose(a, b)
+
+
+def test_last_cache_size_counts_the_last_contraction_steps():
+    prior = LogFactor(torch.tensor([0.3, 0.7]).log(), ("z",), F(), "z")
+    lik = LogFactor(torch.randn(2, 4), ("z", "data"), F({"data"}), "x")
+    contract_tree([prior, lik], {"z": F()})
+    counts = LAST_CACHE_SIZE[0]
+    # the plate is multiplied out, then z is summed: one step of each kind
+    assert counts.get("plate_sum") == 1
+    assert sum(counts.values()) == 2

@@ -70,7 +70,7 @@ def test_trace_param_only():
         ember.sample("x", dist.Normal(0.0, 1.0))
 
     tr = poutine.trace(model, param_only=True).get_trace()
-    assert list(tr.nodes) == ["_INPUT", "p", "_RETURN"]
+    assert list(tr.nodes) == ["p"]  # as in Pyro: no sample sites, no _INPUT/_RETURN
 
 
 def test_trace_adds_shapes_to_errors():
@@ -391,3 +391,51 @@ def test_constrained_param_through_handlers():
     s = tr.nodes["s"]["value"]
     assert s.item() == pytest.approx(2.0)
     assert s.unconstrained() is ember.get_param_store()._params["s"]
+
+
+def test_trace_param_only_records_params_only():
+    def model():
+        ember.param("p", torch.ones(2))
+        ember.sample("x", dist.Normal(0.0, 1.0))
+        return 3
+
+    traced = poutine.trace(model, param_only=True)
+    assert traced() == 3
+    assert list(traced.trace.nodes) == ["p"]
+    with poutine.trace(param_only=True) as tracer:
+        model()
+    assert list(tracer.trace.nodes) == ["p"]
+
+
+def test_an_escape_keeps_the_inputs_of_the_outer_trace():
+    def model(k):
+        ember.sample("a", dist.Bernoulli(0.5))
+        ember.sample("b", dist.Bernoulli(0.5))
+        return k
+
+    q = pyqueue.Queue()
+    q.put(poutine.Trace())
+    traced = poutine.trace(poutine.queue(model, queue=q))
+    assert traced(7) == 7
+    tr = traced.trace
+    assert list(tr.nodes) == ["_INPUT", "a", "b", "_RETURN"]
+    assert tr.nodes["_INPUT"]["args"] == (7,)
+
+
+def test_block_with_empty_lists_follows_pyro():
+    def model():
+        ember.sample("a", dist.Normal(0.0, 1.0))
+        ember.param("p", torch.zeros(1))
+
+    def visible(**kwargs):
+        tr = poutine.trace(poutine.block(model, **kwargs)).get_trace()
+        return sorted(n for n in tr.nodes if not n.startswith("_"))
+
+    assert visible(hide=[]) == ["a", "p"]
+    assert visible(hide_types=[]) == ["a", "p"]
+    assert visible(expose=[]) == []
+    assert visible(expose_all=True) == ["a", "p"]
+    with pytest.raises(AssertionError, match="cannot hide and expose"):  # Pyro's error type
+        poutine.block(hide=["a"], expose=["a"])
+    with pytest.raises(TypeError, match="list of site types"):
+        poutine.block(hide_types="param")

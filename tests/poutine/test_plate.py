@@ -242,3 +242,39 @@ def test_plate_without_size_declares_a_dim_only():
     assert idx is None and x.shape == (4, 1)
     frame = tr.nodes["x"]["cond_indep_stack"][0]
     assert frame.dim == -2 and frame.size == -1
+
+
+def test_a_plate_of_size_zero_is_refused_and_leaves_no_dim_behind():
+    from ember.poutine.runtime import DIM_ALLOCATOR
+
+    def model():
+        with ember.plate("empty", 0):
+            pass
+
+    with pytest.raises(ValueError, match="plate 'empty' has size 0") as info:
+        poutine.trace(model)()
+    assert isinstance(info.value, ZeroDivisionError)  # what Pyro raises there
+    assert DIM_ALLOCATOR.names() == {}
+    with pytest.raises(ValueError, match="positive int"):
+        ember.plate("neg", -3)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("has_rsample", [False, True])
+def test_broadcasting_keeps_a_has_rsample_override(depth, has_rsample):
+    loc = torch.tensor(0.0, requires_grad=True)
+    with ember.plate_stack("p", (2,) * depth):
+        d = dist.Normal(loc, 1.0).has_rsample_(has_rsample)
+        x = ember.sample("x", d)
+    assert x.shape == (2,) * depth
+    assert x.requires_grad == has_rsample
+
+
+def test_subsample_indices_distribution():
+    from ember.poutine.subsample_messenger import SubsampleIndices
+
+    ember.set_rng_seed(0)
+    idx = SubsampleIndices(10, 4).sample()
+    assert idx.shape == (4,) and len(set(idx.tolist())) == 4 and 0 <= idx.min() <= idx.max() < 10
+    assert SubsampleIndices(5, 5).sample().tolist() == [0, 1, 2, 3, 4]
+    assert float(SubsampleIndices(10, 4).log_prob(idx)) == 0.0

@@ -172,6 +172,73 @@ def test_nonlocal_exit_reset_stack_stops_at_hiding_block():
     assert resets == ["inside"]
 
 
+def test_reset_stack_stops_at_any_handler_that_hides_the_site():
+    resets = []
+
+    class Hider(Messenger):
+        """Hides sites named "z" without being a BlockMessenger."""
+
+        def hides(self, msg):
+            return msg["name"] == "z"
+
+        def _process_message(self, msg):
+            msg["stop"] = self.hides(msg)
+
+        def _reset(self):
+            resets.append("hider")
+
+    class Resettable(Messenger):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def _reset(self):
+            resets.append(self.tag)
+
+    with Resettable("outside"), Hider(), Resettable("inside"):
+        NonlocalExit({"name": "z", "type": "sample"}).reset_stack()
+        assert resets == ["inside", "hider"]
+        resets.clear()
+        NonlocalExit({"name": "w", "type": "sample"}).reset_stack()
+        assert resets == ["inside", "hider", "outside"]
+
+
+def test_hides_reports_what_a_block_hides():
+    msg_a = {"name": "a", "type": "sample", "is_observed": False}
+    msg_b = {"name": "b", "type": "sample", "is_observed": True}
+    assert not Messenger().hides(msg_a)
+    block = poutine.block(hide=["a"])
+    assert block.hides(msg_a) and not block.hides(msg_b)
+    assert poutine.block(hide_types=["observe"]).hides(msg_b)
+    assert poutine.block(expose_fn=lambda m: m["name"] == "a").hides(msg_b)
+    assert not poutine.block(hide=[]).hides(msg_a)  # an empty list hides nothing, as in Pyro
+
+
+def test_push_and_pop_handler():
+    from ember.poutine.runtime import pop_handler, push_handler
+
+    a, b, c = Messenger(), Messenger(), Messenger()
+    for h in (a, b, c):
+        push_handler(h)
+    assert get_stack() == (a, b, c)
+    pop_handler(b)  # removes b and every handler entered after it
+    assert get_stack() == (a,)
+    pop_handler(c)  # absent: nothing happens
+    assert get_stack() == (a,)
+    pop_handler(a)
+    assert get_stack() == ()
+
+
+def test_pyro_stack_name_reads_this_contexts_stack():
+    import ember.poutine.runtime as runtime
+
+    with poutine.trace() as tracer:
+        assert runtime._PYRO_STACK == (tracer,)
+    assert runtime._PYRO_STACK == ()
+    with pytest.raises(AttributeError, match="no attribute '_NO_SUCH'"):
+        _ = runtime._NO_SUCH
+
+
 def _trace_in_thread(model, results, key, barrier):
     barrier.wait()
     for _ in range(30):

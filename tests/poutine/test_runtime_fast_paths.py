@@ -10,7 +10,7 @@ import ember.distributions as dist
 from ember import poutine
 from ember.poutine.messenger import Messenger
 from ember.poutine.replay_messenger import ReplayMessenger
-from ember.poutine.runtime import _DIM_ALLOCATOR
+from ember.poutine.runtime import DIM_ALLOCATOR
 from ember.poutine.trace_messenger import TraceMessenger, trace_run
 
 
@@ -105,15 +105,15 @@ def test_log_prob_sum_with_a_filter_and_tensor_scale():
 
 
 def test_dim_allocator_fills_the_lowest_free_dim():
-    assert _DIM_ALLOCATOR.names() == {}
+    assert DIM_ALLOCATOR.names() == {}
     with ember.plate("b", 2, dim=-2):
         with ember.plate("a", 3) as a_idx:
             with ember.plate("c", 4):
-                assert _DIM_ALLOCATOR.names() == {-1: "a", -2: "b", -3: "c"}
+                assert DIM_ALLOCATOR.names() == {-1: "a", -2: "b", -3: "c"}
                 x = ember.sample("x", dist.Normal(0.0, 1.0))
-        assert _DIM_ALLOCATOR.names() == {-2: "b"}
+        assert DIM_ALLOCATOR.names() == {-2: "b"}
         assert a_idx.tolist() == [0, 1, 2]
-    assert _DIM_ALLOCATOR.names() == {}
+    assert DIM_ALLOCATOR.names() == {}
     assert x.shape == (4, 2, 3)
 
 

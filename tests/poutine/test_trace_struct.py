@@ -142,7 +142,79 @@ def test_dense_graph_edges_respect_sequential_plates():
     tr.add_edge("c", "a")
     with pytest.raises(ValueError, match="cycle"):
         tr.topological_sort()
-    with pytest.raises(ValueError, match="no site named"):
-        tr.add_edge("a", "nope")
+    tr.add_edge("a", "nope")  # an unknown endpoint is added as a bare node, as in Pyro
+    assert tr.nodes["nope"] == {"name": "nope", "type": None}
+    assert "nope" in tr.successors("a") and "nope" not in tr.stochastic_nodes
     flat = poutine.trace(m).get_trace()
     assert flat.edges == []
+
+
+# ------------------------------------------------------------- graph building
+TREE = [(1, 2), (1, 3), (3, 4), (3, 5), (4, 6), (4, 7)]
+
+
+@pytest.mark.parametrize("order", [TREE, TREE[::-1], [TREE[i] for i in (3, 0, 5, 1, 4, 2)]])
+def test_add_edge_builds_the_graph_from_unknown_nodes(order):
+    tr = Trace()
+    for u, v in order:
+        tr.add_edge(u, v)
+    assert set(tr.nodes) == set(range(1, 8))
+    assert all(tr.nodes[n] == {"name": n, "type": None} for n in tr.nodes)
+    assert tr.stochastic_nodes == [] and tr.param_nodes == [] and tr.log_prob_sum() == 0.0
+    top = tr.topological_sort()
+    rank = {n: i for i, n in enumerate(top)}
+    assert sorted(top) == list(range(1, 8))
+    assert all(rank[u] < rank[v] for u, v in TREE)
+    assert sorted(tr.reachable(3)) == [3, 4, 5, 6, 7]
+    assert sorted(tr.reachable(4)) == [4, 6, 7] and tr.reachable(2) == [2]
+    post = tr.reachable(1)
+    assert post[-1] == 1 and post.index(6) < post.index(4) < post.index(3)
+
+
+def test_removing_sinks_keeps_the_rest_reachable():
+    tr = Trace()
+    for u, v in TREE:
+        tr.add_edge(u, v)
+    order = tr.topological_sort()
+    while order:
+        assert sorted(tr.reachable(1)) == sorted(order)
+        tr.remove_node(order.pop())
+    assert tr.nodes == {} and tr.edges == []
+
+
+def test_a_site_added_after_its_edges_takes_the_bare_node_place():
+    tr = Trace()
+    tr.add_edge("a", "b")
+    tr.add_node("b", type="sample", name="b", is_observed=False, value=1.0)
+    assert tr.nodes["b"]["type"] == "sample" and tr.predecessors("b") == {"a"}
+    assert tr.stochastic_nodes == ["b"]
+    with pytest.raises(ValueError, match="Multiple sample sites"):
+        tr.add_node("b", type="sample", name="b", is_observed=False, value=2.0)
+
+
+def test_log_prob_sum_error_names_the_computation_and_site():
+    def model():
+        ember.sample("bad", dist.Beta(1.0, 1.0), obs=torch.tensor(2.0))
+
+    tr = poutine.trace(model).get_trace()
+    with pytest.raises(ValueError, match="Error while computing log_prob_sum at site 'bad'"):
+        tr.log_prob_sum()
+    with pytest.raises(ValueError, match="Error while computing log_prob at site 'bad'"):
+        tr.compute_log_prob()
+
+
+def test_subsample_sites_are_recognised_by_their_distribution():
+    from ember.poutine.subsample_messenger import SubsampleIndices
+
+    def model():
+        with ember.plate("data", 10, subsample_size=3):
+            ember.sample("x", dist.Normal(0.0, 1.0))
+
+    tr = poutine.trace(model).get_trace()
+    assert isinstance(tr.nodes["data"]["fn"], SubsampleIndices)
+    assert site_is_subsample(tr.nodes["data"]) and not site_is_subsample(tr.nodes["x"])
+    # Pyro's class name, which code written for Pyro matches
+    assert type(tr.nodes["data"]["fn"]).__name__ == "_Subsample"
+    assert [n for n, _ in tr.iter_stochastic_nodes()] == ["x"]
+    pruned = prune_subsample_sites(tr)
+    assert "data" not in pruned and "data" in tr

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
     TransformModule,
-    _check_last_dim,
+    check_last_dim,
 )
 from ember.nn.auto_reg_nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 
@@ -127,7 +127,7 @@ class AffineAutoregressive(TransformModule):
         return mean, torch.exp(log_scale), log_scale
 
     def _call(self, x):
-        _check_last_dim(type(self).__name__, x, _input_dim(self.arn))
+        check_last_dim(type(self).__name__, x, _input_dim(self.arn))
         mean, scale, log_scale = self._params(x)
         # Kept with the x it belongs to, so log_abs_det_jacobian can tell it applies.
         self._cached_log_scale = x, log_scale
@@ -136,7 +136,7 @@ class AffineAutoregressive(TransformModule):
         return mean + scale * x
 
     def _inverse(self, y):
-        _check_last_dim(type(self).__name__, y, _input_dim(self.arn))
+        check_last_dim(type(self).__name__, y, _input_dim(self.arn))
         # Fixed-point sweep: after k passes the first k variables of the ordering are
         # exact (each depends only on earlier ones), so D passes recover x exactly
         # whatever the ordering.
@@ -219,6 +219,15 @@ class _ContextBoundARN(torch.nn.Module):
 
     def forward(self, x):
         return self.arn(x, self.context)
+
+    @property
+    def permutation(self) -> torch.Tensor:
+        """The order in which the network's outputs depend on its inputs."""
+        return self.arn.permutation
+
+    def get_permutation(self) -> torch.Tensor:
+        """The network's input ordering (see :attr:`permutation`)."""
+        return self.arn.get_permutation()
 
 
 class ConditionalAffineAutoregressive(ConditionalTransformModule):

@@ -15,8 +15,8 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     TransformModule,
-    _check_last_dim,
-    _check_positive_int,
+    check_last_dim,
+    check_positive_int,
 )
 
 _SOFTPLUS_INV_ONE = math.log(math.e - 1)
@@ -56,7 +56,7 @@ class BatchNormTransform(TransformModule):
 
     def __init__(self, input_dim: int, momentum: float = 0.1, epsilon: float = 1e-5) -> None:
         super().__init__()
-        _check_positive_int("BatchNormTransform", "input_dim", input_dim)
+        check_positive_int("BatchNormTransform", "input_dim", input_dim)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNormTransform: momentum must lie in [0, 1], got {momentum}")
         if epsilon < 0:
@@ -85,12 +85,12 @@ class BatchNormTransform(TransformModule):
         return flat.mean(0), flat.var(0, unbiased=False), flat.shape[0]
 
     def _call(self, x):
-        _check_last_dim("BatchNormTransform", x, self.input_dim)
+        check_last_dim("BatchNormTransform", x, self.input_dim)
         std = torch.sqrt(self.moving_variance + self.epsilon)
         return (x - self.beta) / self.constrained_gamma * std + self.moving_mean
 
     def _inverse(self, y):
-        _check_last_dim("BatchNormTransform", y, self.input_dim)
+        check_last_dim("BatchNormTransform", y, self.input_dim)
         if self.training:
             mean, var, n = self._batch_stats(y)
             with torch.no_grad():
@@ -107,7 +107,7 @@ class BatchNormTransform(TransformModule):
         ``var`` is the minibatch variance of ``y`` in training mode (matching
         the inverse used for scoring) and the running average in eval mode.
         """
-        _check_last_dim("BatchNormTransform", x, self.input_dim)
+        check_last_dim("BatchNormTransform", x, self.input_dim)
         var = self._batch_stats(y)[1] if self.training else self.moving_variance
         ladj = 0.5 * torch.log(var + self.epsilon) - torch.log(self.constrained_gamma)
         return ladj.expand(x.shape)

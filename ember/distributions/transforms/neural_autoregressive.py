@@ -8,7 +8,7 @@ import torch
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ember.distributions.transforms.torch_transform import TransformModule, _no_inverse_error
+from ember.distributions.transforms.torch_transform import TransformModule, inverse_not_available
 from ember.nn.auto_reg_nn import AutoRegressiveNN
 
 
@@ -90,7 +90,7 @@ class DeepSigmoidalFlow(TransformModule):
         return y
 
     def _inverse(self, y):
-        raise _no_inverse_error(
+        raise inverse_not_available(
             self, "the mixture of sigmoids has no closed-form inverse (it needs root finding)"
         )
 

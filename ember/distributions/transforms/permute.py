@@ -6,8 +6,8 @@ import torch
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
-from ember.distributions.transforms.torch_transform import _without_caches
-from ember.nn.auto_reg_nn import _check_permutation
+from ember.distributions.transforms.torch_transform import without_caches
+from ember.nn.auto_reg_nn import check_permutation
 
 
 class PermuteTransform(Transform):
@@ -38,7 +38,7 @@ class PermuteTransform(Transform):
             raise ValueError(
                 f"PermuteTransform: permutation must be 1-D, got shape {tuple(perm.shape)}"
             )
-        self.permutation = _check_permutation(perm, perm.numel(), "PermuteTransform")
+        self.permutation = check_permutation(perm, perm.numel(), "PermuteTransform")
         self.inv_permutation = torch.argsort(self.permutation)
         self.dim = dim
         super().__init__(cache_size=cache_size)
@@ -60,7 +60,7 @@ class PermuteTransform(Transform):
         return object.__hash__(self)
 
     def __getstate__(self):
-        return _without_caches(super().__getstate__())
+        return without_caches(super().__getstate__())
 
     def with_cache(self, cache_size: int = 1) -> PermuteTransform:
         if self._cache_size == cache_size:
@@ -87,9 +87,13 @@ class PermuteTransform(Transform):
 
 
 def permute(
-    input_dim: int, permutation: torch.Tensor | None = None, *, dim: int = -1
+    input_dim, permutation: torch.Tensor | None = None, *, dim: int = -1
 ) -> PermuteTransform:
     """A :class:`PermuteTransform`, by default with a random permutation of ``input_dim`` entries.
+
+    ``input_dim`` is the size of the permuted dim, or the whole event shape (a
+    tuple of ``-dim`` sizes, needed when ``dim < -1``), from which the size at
+    ``dim`` is taken.
 
     Example::
 
@@ -97,7 +101,16 @@ def permute(
         >>> from ember.distributions.transforms import permute
         >>> permute(4)(torch.arange(4.0)).sort().values
         tensor([0., 1., 2., 3.])
+        >>> permute((3, 2), dim=-2)(torch.zeros(3, 2)).shape
+        torch.Size([3, 2])
     """
+    if dim < -1 or not isinstance(input_dim, int):
+        if isinstance(input_dim, int) or len(input_dim) != -dim:
+            raise ValueError(
+                f"permute: with dim={dim}, input_dim must be the event shape, a tuple of "
+                f"{-dim} sizes, got {input_dim!r}"
+            )
+        input_dim = int(input_dim[dim])
     if permutation is None:
         permutation = torch.randperm(input_dim)
     elif torch.as_tensor(permutation).numel() != input_dim:

@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     TransformModule,
-    _check_last_dim,
-    _check_positive_int,
-    _no_inverse_error,
+    check_last_dim,
+    check_positive_int,
+    inverse_not_available,
 )
 
 
@@ -46,7 +46,7 @@ class PlanarFlow(TransformModule):
 
     def __init__(self, input_dim: int) -> None:
         super().__init__(cache_size=1)
-        _check_positive_int("PlanarFlow", "input_dim", input_dim)
+        check_positive_int("PlanarFlow", "input_dim", input_dim)
         self.input_dim = input_dim
         self.bias = nn.Parameter(torch.empty(1))
         self.u = nn.Parameter(torch.empty(input_dim))
@@ -67,17 +67,17 @@ class PlanarFlow(TransformModule):
         )
 
     def _call(self, x):
-        _check_last_dim("PlanarFlow", x, self.input_dim)
+        check_last_dim("PlanarFlow", x, self.input_dim)
         return x + self.u_hat() * torch.tanh(x @ self.w + self.bias[0]).unsqueeze(-1)
 
     def _inverse(self, y):
-        raise _no_inverse_error(
+        raise inverse_not_available(
             self, "the planar map x + u tanh(w.x + b) has no closed-form inverse"
         )
 
     def log_abs_det_jacobian(self, x, y):
         """``log|1 + u_hat . w (1 - tanh^2(w . x + b))|`` (matrix determinant lemma)."""
-        _check_last_dim("PlanarFlow", x, self.input_dim)
+        check_last_dim("PlanarFlow", x, self.input_dim)
         slope = 1 - torch.tanh(x @ self.w + self.bias[0]).pow(2)
         # w . u_hat > -1 and 0 < slope <= 1, so the argument of log1p stays above -1.
         return torch.log1p(slope * torch.dot(self.u_hat(), self.w))

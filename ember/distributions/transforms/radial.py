@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     TransformModule,
-    _check_last_dim,
-    _check_positive_int,
-    _no_inverse_error,
+    check_last_dim,
+    check_positive_int,
+    inverse_not_available,
 )
 
 
@@ -44,7 +44,7 @@ class RadialFlow(TransformModule):
 
     def __init__(self, input_dim: int) -> None:
         super().__init__(cache_size=1)
-        _check_positive_int("RadialFlow", "input_dim", input_dim)
+        check_positive_int("RadialFlow", "input_dim", input_dim)
         self.input_dim = input_dim
         self.x0 = nn.Parameter(torch.empty(input_dim))
         self.alpha_prime = nn.Parameter(torch.empty(1))
@@ -68,19 +68,19 @@ class RadialFlow(TransformModule):
         return -self.alpha + F.softplus(self.beta_prime)
 
     def _call(self, x):
-        _check_last_dim("RadialFlow", x, self.input_dim)
+        check_last_dim("RadialFlow", x, self.input_dim)
         diff = x - self.x0
         r = diff.norm(dim=-1, keepdim=True)
         return x + self.beta * diff / (self.alpha + r)
 
     def _inverse(self, y):
-        raise _no_inverse_error(
+        raise inverse_not_available(
             self, "the radial map x + beta (x - x0) / (alpha + |x - x0|) has no closed-form inverse"
         )
 
     def log_abs_det_jacobian(self, x, y):
         """``(D - 1) log(1 + beta h) + log(1 + beta alpha h^2)`` with ``h = 1 / (alpha + r)``."""
-        _check_last_dim("RadialFlow", x, self.input_dim)
+        check_last_dim("RadialFlow", x, self.input_dim)
         alpha, beta = self.alpha[0], self.beta[0]
         r = (x - self.x0).norm(dim=-1)
         h = 1 / (alpha + r)

@@ -40,8 +40,13 @@ class InverseNotAvailableError(ValueError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def _no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableError:
-    """Build the error for ``transform._inverse`` when only cached inverses exist."""
+def inverse_not_available(transform: Transform, why: str) -> InverseNotAvailableError:
+    """The error ``transform._inverse`` raises for a value it did not produce itself.
+
+    For transforms without a closed-form inverse, whose only inverses are the
+    cached ones; ``why`` names the map. The message says what can be inverted
+    and what to use instead.
+    """
     return InverseNotAvailableError(
         f"{type(transform).__name__} cannot invert this value: {why}. Only values that "
         "this transform itself produced in its most recent forward call can be inverted "
@@ -51,19 +56,19 @@ def _no_inverse_error(transform: Transform, why: str) -> InverseNotAvailableErro
     )
 
 
-def _check_positive_int(owner: str, name: str, value) -> None:
+def check_positive_int(owner: str, name: str, value) -> None:
     """Raise a ValueError unless ``value`` is a positive int (not a bool)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
 
 
-def _check_last_dim(owner: str, x: torch.Tensor, dim: int | None) -> None:
+def check_last_dim(owner: str, x: torch.Tensor, dim: int | None) -> None:
     """Raise a ValueError unless ``x`` has shape ``(..., dim)`` (any last size if dim is None)."""
     if x.dim() < 1 or (dim is not None and x.shape[-1] != dim):
         raise ValueError(f"{owner}: input must have shape (..., {dim}), got {tuple(x.shape)}")
 
 
-def _without_caches(state: dict) -> dict:
+def without_caches(state: dict) -> dict:
     """Drop cached tensors from a transform's state: they may carry autograd graphs,
     which neither pickle nor deepcopy."""
     for key in list(state):
@@ -103,9 +108,8 @@ class TransformModule(Transform, torch.nn.Module):
         tensor(2.)
     """
 
-    def __init__(self, *args, **kwargs) -> None:
-        # Transform.__init__ ends with super().__init__(), which runs Module.__init__.
-        super().__init__(*args, **kwargs)
+    # (No __init__ of its own: Transform.__init__ ends with super().__init__(), which runs
+    # Module.__init__.)
 
     def __hash__(self) -> int:
         # Transform defines __eq__ as identity, which drops __hash__; modules must hash
@@ -115,37 +119,36 @@ class TransformModule(Transform, torch.nn.Module):
     __repr__ = torch.nn.Module.__repr__
 
     def __getstate__(self):
-        return _without_caches(super().__getstate__())
+        return without_caches(super().__getstate__())
 
     # The one-entry cache of ``Transform`` is keyed on the identity of x (or y).
     # A module's parameters change in place during training, so the cache also
     # records their version counters and is ignored once any of them moved on.
     def _param_versions(self):
-        return tuple(p._version for p in self.parameters())
+        # (the module's own registered parameters: a subclass may override parameters())
+        return tuple(p._version for p in torch.nn.Module.parameters(self))
 
     def __call__(self, x):
-        if self._cache_size == 0:
-            return self._call(x)
-        x_old, y_old = self._cached_x_y
-        versions = self._param_versions()
-        if x is x_old and versions == self.__dict__.get("_cached_versions"):
-            return y_old
-        y = self._call(x)
-        self._cached_x_y = x, y
-        self._cached_versions = versions
-        return y
+        return self._through_cache(x, self._call, forward=True)
 
     def _inv_call(self, y):
+        return self._through_cache(y, self._inverse, forward=False)
+
+    def _through_cache(self, value, fn, forward: bool):
+        """``fn(value)``, or the cached answer when ``value`` is the cached input (forward)
+        or output (inverse) and the parameters did not change since."""
         if self._cache_size == 0:
-            return self._inverse(y)
+            return fn(value)
         x_old, y_old = self._cached_x_y
         versions = self._param_versions()
-        if y is y_old and versions == self.__dict__.get("_cached_versions"):
-            return x_old
-        x = self._inverse(y)
-        self._cached_x_y = x, y
+        if value is (x_old if forward else y_old) and versions == self.__dict__.get(
+            "_cached_versions"
+        ):
+            return y_old if forward else x_old
+        result = fn(value)
+        self._cached_x_y = (value, result) if forward else (result, value)
         self._cached_versions = versions
-        return x
+        return result
 
     def _cache_is_fresh(self, x, y) -> bool:
         """Whether ``(x, y)`` is the cached pair and the parameters did not change since."""
@@ -186,7 +189,7 @@ class ComposeTransformModule(ComposeTransform, torch.nn.ModuleList):
     __repr__ = torch.nn.Module.__repr__
 
     def __getstate__(self):
-        return _without_caches(super().__getstate__())
+        return without_caches(super().__getstate__())
 
 
 class ConditionalTransformModule(torch.nn.Module):
@@ -221,7 +224,7 @@ def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
         >>> len(flow.parts), flow(torch.zeros(5, 2)).shape
         (3, torch.Size([5, 2]))
     """
-    _check_positive_int("iterated", "repeats", repeats)
+    check_positive_int("iterated", "repeats", repeats)
     if not callable(base_fn):
         raise TypeError(
             f"iterated: base_fn must be a function building a transform (e.g. planar), "
