@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 # The language: effect handlers, primitives and the param store; then the optimizers
 # and inference, which are built on them.
 from ember import infer, optim, poutine  # noqa: E402
+from ember.infer.inspect import render_model  # noqa: E402
 from ember.poutine import condition, do, markov  # noqa: E402
 from ember.primitives import (  # noqa: E402
     barrier,
@@ -52,6 +53,7 @@ __all__ = [
     "plate_stack",
     "poutine",
     "random_module",
+    "render_model",
     "sample",
     "set_rng_seed",
     "settings",

@@ -144,8 +144,14 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: dict | None = N
         return fn(*args, **kwargs)
     if type(name) is not str and is_poutine_validation_enabled() and not isinstance(name, str):
         raise TypeError(f"sample site names must be str, got {type(name).__name__} {name!r}")
-    infer = {} if infer is None else infer.copy()
-    msg = new_message("sample", name, fn, args, kwargs, obs, obs is not None, infer)
+    if infer is None:
+        infer, is_observed = {}, obs is not None
+    else:
+        # infer={"is_observed": False} with obs= gives a latent site an initial value
+        # (reparameterizers use it for the sites they add).
+        infer = infer.copy()
+        is_observed = infer.pop("is_observed", obs is not None)
+    msg = new_message("sample", name, fn, args, kwargs, obs, is_observed, infer)
     apply_stack(msg, stack)
     return msg["value"]
 

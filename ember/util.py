@@ -8,10 +8,15 @@ helpers Pyro programs import from ``pyro.util`` (:func:`torch_isnan`,
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import numbers
+import os
 import random
 import sys
+import tempfile
+import threading
 import timeit
 import warnings
 from contextlib import contextmanager
@@ -27,6 +32,7 @@ except ImportError:  # numpy is optional at this layer
     np = None
 
 __all__ = [
+    "CHECKED_FILE_MAGIC",
     "ExperimentalWarning",
     "enable_validation",
     "get_rng_state",
@@ -43,10 +49,14 @@ __all__ = [
     "torch_float",
     "torch_isinf",
     "torch_isnan",
+    "torch_save_bytes",
     "validation_enabled",
+    "read_checked_file",
     "warn_if_inf",
     "warn_if_nan",
     "warn_once",
+    "write_atomically",
+    "write_checked_file",
 ]
 
 # The validation switches, one per part of ember (each is also a setting, see below).
@@ -445,4 +455,171 @@ class timed:
         return False
 
 
+# ------------------------------------------------------------------ saving files
+
+#: The first bytes of a file written by :func:`write_checked_file`: the magic, then the
+#: payload's length (8 bytes, big-endian) and its SHA-256 digest (32 bytes).
+CHECKED_FILE_MAGIC = b"EMBER-CHECKED-FILE\n"
+_LENGTH_BYTES = 8
+_DIGEST_BYTES = 32
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore (other threads may see it briefly)
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # (platforms where directories cannot be opened)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(filename, data: bytes) -> None:
+    """Replace the contents of ``filename`` with ``data`` so that a crash at any moment
+    leaves either the old file or the new one, never a mix.
+
+    The bytes go to a temporary file in the destination's directory, which is
+    flushed and fsync'ed, then renamed over the destination; the directory is
+    fsync'ed after the rename. A symlink is written through: its (final) target
+    is replaced and the link stays a link. The new file has the mode a plain
+    ``open(filename, "wb")`` would give it: an existing file's mode, else
+    ``0o666`` minus the umask.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "out.bin")
+        >>> write_atomically(path, b"abc")
+        >>> open(path, "rb").read()
+        b'abc'
+    """
+    target = os.path.realpath(os.fspath(filename))
+    directory = os.path.dirname(target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(target) + "-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def write_checked_file(filename, payload: bytes) -> None:
+    """Write ``payload`` to ``filename`` atomically (:func:`write_atomically`), behind a
+    header holding its length and SHA-256 digest, so that :func:`read_checked_file`
+    refuses a truncated or corrupted file.
+
+    Example::
+
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "out.bin")
+        >>> write_checked_file(path, b"payload")
+        >>> read_checked_file(path)
+        b'payload'
+    """
+    digest = hashlib.sha256(payload).digest()
+    header = CHECKED_FILE_MAGIC + len(payload).to_bytes(_LENGTH_BYTES, "big") + digest
+    write_atomically(filename, header + payload)
+
+
+def read_checked_file(filename):
+    """The payload of a file written by :func:`write_checked_file`; None if the file does not
+    start with :data:`CHECKED_FILE_MAGIC` (a file in another format).
+
+    Raises ValueError, naming the file and what is wrong, if its length or checksum does
+    not match (a truncated or corrupted file).
+    """
+    with open(os.fspath(filename), "rb") as f:
+        data = f.read()
+    if not data.startswith(CHECKED_FILE_MAGIC):
+        return None
+    start = len(CHECKED_FILE_MAGIC)
+    body = start + _LENGTH_BYTES + _DIGEST_BYTES
+    if len(data) < body:
+        raise ValueError(
+            f"{os.fspath(filename)!r} is corrupted: its header is cut off ({len(data)} bytes); "
+            "the file was truncated after it was written"
+        )
+    length = int.from_bytes(data[start : start + _LENGTH_BYTES], "big")
+    digest = data[start + _LENGTH_BYTES : body]
+    payload = data[body:]
+    if len(payload) != length:
+        raise ValueError(
+            f"{os.fspath(filename)!r} is corrupted: it holds {len(payload)} bytes of data but "
+            f"was written with {length}; the file was truncated or extended after it was written"
+        )
+    if hashlib.sha256(payload).digest() != digest:
+        raise ValueError(
+            f"{os.fspath(filename)!r} is corrupted: its checksum (SHA-256) does not match its "
+            "contents; the file was changed after it was written (restore it from a backup)"
+        )
+    return payload
+
+
+def torch_save_bytes(obj) -> bytes:
+    """``torch.save(obj)`` into bytes (for :func:`write_checked_file`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 enable_validation(True)
+
+
+# ----------------------------------------------------- trace checks (forwarded)
+
+#: Pyro's ``pyro.util`` also holds checks of model and guide traces. In ember they
+#: live with the inference code that uses them (a higher layer); this module stays
+#: at the bottom layer and forwards each name on first access (PEP 562).
+TRACE_CHECKS = {
+    "check_if_enumerated": "ember.infer.util",
+    "check_model_guide_match": "ember.infer.util",
+    "check_site_shape": "ember.infer.util",
+    "check_traces_match": "ember.infer.util",
+    "check_traceenum_requirements": "ember.infer.traceenum_elbo",
+}
+
+
+def __getattr__(name):
+    """Import the home module of one of :data:`TRACE_CHECKS` and return the check."""
+    home = TRACE_CHECKS.get(name)
+    if home is None:
+        raise AttributeError(f"module 'ember.util' has no attribute {name!r}")
+    # the allowed lazy imports: the inference layer is above this one
+    import ember.infer.traceenum_elbo  # noqa: F401
+    import ember.infer.util  # noqa: F401
+
+    value = getattr(sys.modules[home], name)
+    globals()[name] = value  # later lookups find it without calling __getattr__
+    return value

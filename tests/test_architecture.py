@@ -227,6 +227,10 @@ LAZY_IMPORT_ALLOWED = {
     ("ember.__main__", "ember.demo"),
     # PEP 562: ember.nn sits below the primitives but exports PyroModule & co. on first use
     ("ember.nn", "ember.nn.module"),
+    # PEP 562: ember.util (the bottom layer) forwards Pyro's pyro.util trace checks to
+    # their homes in the inference layer on first use
+    ("ember.util", "ember.infer.traceenum_elbo"),
+    ("ember.util", "ember.infer.util"),
 }
 
 

@@ -46,10 +46,12 @@ def test_quick_demo_prints_every_model_and_its_table(quick_run):
     out = quick_run[1]
     for title in [
         "Eight schools",
+        "Eight schools by NUTS: 4 chains against the exact posterior",
         "Gaussian mixture on iris",
         "Variational autoencoder",
         "Normalizing flow",
         "Sprinkler network",
+        "Bayesian linear regression on the diabetes data",
     ]:
         assert f"== {title}" in out
     # the eight-schools posterior table: a header and one row per latent with the

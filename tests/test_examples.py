@@ -24,6 +24,7 @@ TINY = {
         ["observed labels"],
     ),
     "flow_2d.py": (["--num-steps", "3"], ["held-out log-likelihood"]),
+    "svi_distributed.py": (["--steps", "3"], ["1 process(es), 3 steps: final loss"]),
 }
 
 

@@ -1,8 +1,11 @@
 """``python -m ember demo``: fit bundled models on bundled real data and report.
 
-Five models, each with its data shipped in ``ember/data``:
+Seven runs, each with its data shipped in ``ember/data``:
 
 - eight schools (Rubin 1981): hierarchical normal model, SVI;
+- eight schools again by NUTS (4 chains) against the exact posterior;
+- Bayesian linear regression on the diabetes data (Efron et al. 2004):
+  automatic guides against the closed-form posterior;
 - Gaussian mixture on iris: assignments summed out by TraceEnum_ELBO;
 - VAE on the 8x8 handwritten digits, with a subsampled plate;
 - normalizing flow on the two-moons density;
@@ -31,6 +34,8 @@ __all__ = ["DEMOS", "main", "run_demos"]
 #: The demos, in the order they run: name -> module (imported when run).
 DEMOS = {
     "eight_schools": "ember.demo.eight_schools",
+    "eight_schools_nuts": "ember.demo.eight_schools_nuts",
+    "diabetes": "ember.demo.diabetes_regression",
     "gmm_iris": "ember.demo.gmm_iris",
     "vae_digits": "ember.demo.vae_digits",
     "flow_moons": "ember.demo.flow_moons",

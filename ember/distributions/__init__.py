@@ -72,7 +72,10 @@ __all__ += [
 
 # Ember's own families: mixtures with pathwise gradients, OMT/AVF normals, spanning trees.
 from ember.distributions.avf_mvn import AVFMultivariateNormal
-from ember.distributions.diag_normal_mixture import MixtureOfDiagNormals
+from ember.distributions.diag_normal_mixture import (
+    MixtureOfDiagNormals,
+    MixtureOfDiagNormalsSharedCovariance,
+)
 from ember.distributions.gaussian_scale_mixture import GaussianScaleMixture
 from ember.distributions.masked_mixture import MaskedMixture
 from ember.distributions.omt_mvn import OMTMultivariateNormal
@@ -83,6 +86,7 @@ __all__ += [
     "GaussianScaleMixture",
     "MaskedMixture",
     "MixtureOfDiagNormals",
+    "MixtureOfDiagNormalsSharedCovariance",
     "OMTMultivariateNormal",
     "SpanningTree",
 ]
@@ -112,4 +116,83 @@ __all__ += [
     "RelaxedBernoulliStraightThrough",
     "RelaxedOneHotCategoricalStraightThrough",
     "VonMises3D",
+]
+
+# More families: Laplace and logistic variants, extended and zero-inflated counts, folded,
+# improper and unit distributions, directional families and the multivariate Student t.
+from ember.distributions.affine_beta import AffineBeta
+from ember.distributions.asymmetric_laplace import AsymmetricLaplace, SoftAsymmetricLaplace
+from ember.distributions.conditional import (
+    ConditionalDistribution,
+    ConditionalTransform,
+    ConditionalTransformedDistribution,
+)
+from ember.distributions.exponential_family import ExponentialFamily
+from ember.distributions.extended import ExtendedBetaBinomial, ExtendedBinomial
+from ember.distributions.folded import FoldedDistribution
+from ember.distributions.improper_uniform import ImproperUniform
+from ember.distributions.lkj import LKJ
+from ember.distributions.log_normal_negative_binomial import LogNormalNegativeBinomial
+from ember.distributions.logistic import Logistic, SkewLogistic
+from ember.distributions.multivariate_studentt import MultivariateStudentT
+from ember.distributions.ordered_logistic import OrderedLogistic
+from ember.distributions.projected_normal import ProjectedNormal
+from ember.distributions.sine_bivariate_von_mises import SineBivariateVonMises
+from ember.distributions.sine_skewed import SineSkewed
+from ember.distributions.soft_laplace import SoftLaplace
+from ember.distributions.stable import Stable, StableWithLogProb
+from ember.distributions.unit import Unit
+from ember.distributions.zero_inflated import (
+    ZeroInflatedDistribution,
+    ZeroInflatedNegativeBinomial,
+    ZeroInflatedPoisson,
+)
+
+__all__ += [
+    "AffineBeta",
+    "AsymmetricLaplace",
+    "ConditionalDistribution",
+    "ConditionalTransform",
+    "ConditionalTransformedDistribution",
+    "ExponentialFamily",
+    "ExtendedBetaBinomial",
+    "ExtendedBinomial",
+    "FoldedDistribution",
+    "ImproperUniform",
+    "LKJ",
+    "LogNormalNegativeBinomial",
+    "Logistic",
+    "MultivariateStudentT",
+    "OrderedLogistic",
+    "ProjectedNormal",
+    "SineBivariateVonMises",
+    "SineSkewed",
+    "SkewLogistic",
+    "SoftAsymmetricLaplace",
+    "SoftLaplace",
+    "Stable",
+    "StableWithLogProb",
+    "Unit",
+    "ZeroInflatedDistribution",
+    "ZeroInflatedNegativeBinomial",
+    "ZeroInflatedPoisson",
+]
+
+# Hidden Markov models over whole sequences.
+from ember.distributions.hmm import (  # noqa: E402
+    DiscreteHMM,
+    GammaGaussianHMM,
+    GaussianHMM,
+    GaussianMRF,
+    IndependentHMM,
+    LinearHMM,
+)
+
+__all__ += [
+    "DiscreteHMM",
+    "GammaGaussianHMM",
+    "GaussianHMM",
+    "GaussianMRF",
+    "IndependentHMM",
+    "LinearHMM",
 ]

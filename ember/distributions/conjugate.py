@@ -121,7 +121,8 @@ def _enumerate_counts(d, expand):
     n = d.total_count
     n_max = int(n.max()) if n.numel() else 0
     if n.numel() and not bool((n == n_max).all()):
-        raise ValueError(
+        # as torch's Binomial: a batch of different supports is not supported
+        raise NotImplementedError(
             f"{type(d).__name__}.enumerate_support needs one total_count for the whole batch, "
             f"got values {n.unique().tolist()[:6]}; split the batch by total_count"
         )

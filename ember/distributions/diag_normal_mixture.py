@@ -30,6 +30,7 @@ import torch
 from torch.distributions import constraints
 
 from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.util import broadcast_shape
 
 _EMPTY = torch.Size()
 
@@ -44,37 +45,39 @@ def _component_terms(z, locs, coord_scale):
 
 
 class _MixtureOfDiagNormalsSample(torch.autograd.Function):
-    """``z = locs[which] + coord_scale[which] * eps`` with transport-equation gradients."""
+    """``z[n] = locs[n, which[n]] + coord_scale[n, which[n]] * eps[n]`` with
+    transport-equation gradients; every row ``n`` has its own parameters (``N x K x D``,
+    ``N x K x D``, ``N x K``), so batches of mixtures and shared parameters (expanded
+    views, whose gradients autograd sums) both work."""
 
     @staticmethod
     def forward(ctx, locs, coord_scale, component_logits, which, eps):
-        z = locs[which] + coord_scale[which] * eps
+        index = which.reshape(-1, 1, 1).expand(-1, 1, locs.size(-1))
+        z = (locs.gather(1, index) + coord_scale.gather(1, index) * eps.unsqueeze(1)).squeeze(1)
         ctx.save_for_backward(locs, coord_scale, component_logits, z)
         return z
 
     @staticmethod
     def backward(ctx, grad_z):
         locs, coord_scale, component_logits, z = ctx.saved_tensors
-        dim = locs.size(-1)
-        g = grad_z.reshape(-1, dim)
-        z = z.reshape(-1, dim)
+        g = grad_z
         x, log_dens = _component_terms(z, locs, coord_scale)  # (N, K, D)
-        log_pi = component_logits.log_softmax(-1)
+        log_pi = component_logits.log_softmax(-1)  # (N, K)
 
         grad_locs = grad_scale = grad_logits = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            resp = (log_pi + log_dens.sum(-1)).softmax(-1)  # (N, K)
+            resp = (log_pi + log_dens.sum(-1)).softmax(-1).unsqueeze(-1)  # (N, K, 1)
             if ctx.needs_input_grad[0]:
-                grad_locs = resp.t() @ g
+                grad_locs = resp * g.unsqueeze(-2)
             if ctx.needs_input_grad[1]:
-                grad_scale = torch.einsum("nk,nkd->kd", resp, g.unsqueeze(-2) * x)
+                grad_scale = resp * g.unsqueeze(-2) * x
         if ctx.needs_input_grad[2]:
             grad_logits = _implicit_logits_grad(g, x, log_dens, log_pi, coord_scale)
         return grad_locs, grad_scale, grad_logits, None, None
 
 
 def _implicit_logits_grad(g, x, log_dens, log_pi, coord_scale):
-    """Vector-Jacobian product of the Knothe-Rosenblatt velocity for the logits.
+    """Vector-Jacobian product of the Knothe-Rosenblatt velocity for the logits, per row.
 
     ``W[n, k, j]`` are the component weights of the conditional of coordinate
     ``j`` given the earlier coordinates; ``F[n, j]`` is that conditional CDF.
@@ -97,7 +100,7 @@ def _implicit_logits_grad(g, x, log_dens, log_pi, coord_scale):
     lam = torch.linalg.solve_triangular(J.transpose(-1, -2), g.unsqueeze(-1), upper=True)
     lam = lam.squeeze(-1)  # (N, D)
     dF_dlogits = W * (Phi - F.unsqueeze(-2))  # (N, K, D)
-    return -torch.einsum("nj,nkj->k", lam, dF_dlogits)
+    return -torch.einsum("nj,nkj->nk", lam, dF_dlogits)
 
 
 def check_parameter_rank(name: str, value, dim: int) -> None:
@@ -124,12 +127,15 @@ def check_parameter_rank(name: str, value, dim: int) -> None:
 
 
 def rsample_diag_normal_mixture(locs, coord_scale, component_logits, sample_shape=_EMPTY):
-    """Draw ``sample_shape`` points of the mixture of diagonal normals with pathwise gradients.
+    """Draw ``sample_shape`` points of a (batch of) mixture(s) of diagonal normals with
+    pathwise gradients.
 
     Component ``k`` (chosen with weight ``softmax(component_logits)_k``) is
-    ``N(locs[k], diag(coord_scale[k] ** 2))``; ``locs`` and ``coord_scale`` are
-    ``K x D``. Gradients with respect to all three parameters follow the
-    transport-equation velocity fields described in this module's docstring.
+    ``N(locs[..., k, :], diag(coord_scale[..., k, :] ** 2))``; ``locs`` and
+    ``coord_scale`` are ``batch + (K, D)`` and ``component_logits`` is ``batch + (K,)``
+    (the batch dims broadcast). Samples have shape ``sample_shape + batch + (D,)``.
+    Gradients with respect to all three parameters follow the transport-equation
+    velocity fields described in this module's docstring.
 
     Example::
 
@@ -139,9 +145,60 @@ def rsample_diag_normal_mixture(locs, coord_scale, component_logits, sample_shap
         (torch.Size([4, 3]), True)
     """
     sample_shape = torch.Size(sample_shape)
-    which = torch.distributions.Categorical(logits=component_logits).sample(sample_shape)
-    eps = torch.randn(sample_shape + locs.shape[-1:], dtype=locs.dtype, device=locs.device)
-    return _MixtureOfDiagNormalsSample.apply(locs, coord_scale, component_logits, which, eps)
+    K, D = locs.shape[-2:]
+    batch_shape = broadcast_shape(
+        locs.shape[:-2], coord_scale.shape[:-2], component_logits.shape[:-1]
+    )
+    shape = sample_shape + batch_shape
+    n = shape.numel()
+    flat_locs = locs.expand(shape + (K, D)).reshape(n, K, D)
+    flat_scale = coord_scale.expand(shape + (K, D)).reshape(n, K, D)
+    flat_logits = component_logits.expand(shape + (K,)).reshape(n, K)
+    which = torch.distributions.Categorical(logits=flat_logits.detach()).sample()
+    eps = torch.randn((n, D), dtype=locs.dtype, device=locs.device)
+    z = _MixtureOfDiagNormalsSample.apply(flat_locs, flat_scale, flat_logits, which, eps)
+    return z.reshape(shape + (D,))
+
+
+def _check_mixture_shapes(name, locs, coord_scale, component_logits, scale_name, shared):
+    for arg, value in (
+        ("locs", locs),
+        (scale_name, coord_scale),
+        ("component_logits", component_logits),
+    ):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(value).__name__}")
+    if locs.dim() < 2:
+        raise ValueError(
+            f"{name}: locs must be batch + (K, D) (K components in D dims), got shape "
+            f"{tuple(locs.shape)}"
+        )
+    K, D = locs.shape[-2:]
+    want = (D,) if shared else (K, D)
+    if coord_scale.shape[-len(want) :] != want or coord_scale.dim() < len(want):
+        raise ValueError(
+            f"{name}: {scale_name} must end in {want} to match locs of shape "
+            f"{tuple(locs.shape)}, got shape {tuple(coord_scale.shape)}"
+        )
+    if component_logits.dim() < 1 or component_logits.size(-1) != K:
+        raise ValueError(
+            f"{name}: component_logits must end in ({K},) to match the {K} components of "
+            f"locs, got shape {tuple(component_logits.shape)}"
+        )
+    if D < 2:
+        raise ValueError(
+            f"{name} needs dimension D >= 2, got locs of shape {tuple(locs.shape)}; for "
+            "D = 1 use MixtureSameFamily(Categorical(logits), Normal(loc, scale))"
+        )
+    return (
+        broadcast_shape(
+            locs.shape[:-2],
+            coord_scale.shape[: coord_scale.dim() - len(want)],
+            component_logits.shape[:-1],
+        ),
+        K,
+        D,
+    )
 
 
 class MixtureOfDiagNormals(TorchDistribution):
@@ -151,11 +208,13 @@ class MixtureOfDiagNormals(TorchDistribution):
     :meth:`rsample` is reparameterized: gradients with respect to all three
     parameters are pathwise derivatives from exact transport-equation velocity
     fields (Jankowiak & Karaletsos 2018, arXiv:1806.01856), for even and odd
-    ``D``. Parameters are not batched; ``D = 1`` is not supported.
+    ``D``. ``D = 1`` is not supported.
 
-    :param torch.Tensor locs: ``K x D`` component means.
-    :param torch.Tensor coord_scale: ``K x D`` positive component scales.
-    :param torch.Tensor component_logits: ``K`` softmax logits of the weights.
+    :param torch.Tensor locs: ``batch + (K, D)`` component means.
+    :param torch.Tensor coord_scale: ``batch + (K, D)`` positive component scales.
+    :param torch.Tensor component_logits: ``batch + (K,)`` softmax logits of the weights.
+
+    The batch dims of the three parameters broadcast to the batch shape.
 
     Example::
 
@@ -164,6 +223,9 @@ class MixtureOfDiagNormals(TorchDistribution):
         >>> z = d.rsample((5,))
         >>> z.shape, d.log_prob(z).shape
         (torch.Size([5, 2]), torch.Size([5]))
+        >>> dist.MixtureOfDiagNormals(torch.zeros(4, 3, 2), torch.ones(3, 2),
+        ...                           torch.zeros(3)).batch_shape
+        torch.Size([4])
     """
 
     arg_constraints = {
@@ -181,64 +243,124 @@ class MixtureOfDiagNormals(TorchDistribution):
         component_logits: torch.Tensor,
         validate_args=None,
     ):
-        check_parameter_rank("locs", locs, 2)
-        check_parameter_rank("coord_scale", coord_scale, 2)
-        check_parameter_rank("component_logits", component_logits, 1)
-        K, D = locs.shape
-        if coord_scale.shape != locs.shape:
-            raise ValueError(
-                f"coord_scale must have the shape of locs {tuple(locs.shape)} (K x D), "
-                f"got {tuple(coord_scale.shape)}"
-            )
-        if component_logits.shape != (K,):
-            raise ValueError(
-                f"component_logits must have shape ({K},) to match the {K} rows of locs, "
-                f"got {tuple(component_logits.shape)}"
-            )
-        if D < 2:
-            raise ValueError(
-                "MixtureOfDiagNormals needs dimension D >= 2, got locs of shape "
-                f"{tuple(locs.shape)}; for D = 1 use "
-                "MixtureSameFamily(Categorical(logits), Normal(loc, scale))"
-            )
+        batch_shape, K, D = _check_mixture_shapes(
+            type(self).__name__, locs, coord_scale, component_logits, "coord_scale", False
+        )
         self.locs = locs
         self.coord_scale = coord_scale
         self.component_logits = component_logits
         self.dim = D
-        super().__init__(torch.Size(), torch.Size((D,)), validate_args=validate_args)
+        super().__init__(batch_shape, torch.Size((D,)), validate_args=validate_args)
 
     @classmethod
     def infer_shapes(cls, locs, coord_scale, component_logits):
-        """``(batch_shape, event_shape)`` from parameter shapes: ``((), (D,))``."""
-        return torch.Size(), torch.Size(locs[-1:])
+        """``(batch_shape, event_shape)`` from parameter shapes: the broadcast batch dims
+        and ``(D,)``."""
+        batch = broadcast_shape(locs[:-2], coord_scale[:-2], component_logits[:-1])
+        return batch, torch.Size(locs[-1:])
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self.__new__(type(self)) if _instance is None else _instance
+        K, D = self.locs.shape[-2:]
+        new.locs = self.locs.expand(batch_shape + (K, D))
+        new.coord_scale = self._expand_scale(batch_shape)
+        new.component_logits = self.component_logits.expand(batch_shape + (K,))
+        new.dim = D
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _expand_scale(self, batch_shape):
+        return self.coord_scale.expand(batch_shape + self.locs.shape[-2:])
+
+    def _component_scales(self):
+        """The ``batch + (K, D)`` scales of the components."""
+        return self.coord_scale
 
     @property
     def num_components(self) -> int:
-        return self.locs.size(0)
+        return self.locs.size(-2)
 
     @property
     def mean(self):
-        pi = self.component_logits.softmax(-1)
-        return pi @ self.locs
+        pi = self.component_logits.softmax(-1).unsqueeze(-1)
+        return (pi * self.locs).sum(-2).expand(self.batch_shape + self.event_shape)
 
     @property
     def variance(self):
-        pi = self.component_logits.softmax(-1)
-        second = pi @ (self.coord_scale.pow(2) + self.locs.pow(2))
-        return second - self.mean.pow(2)
+        pi = self.component_logits.softmax(-1).unsqueeze(-1)
+        scales = self._component_scales()
+        second = (pi * (scales.pow(2) + self.locs.pow(2))).sum(-2)
+        return (second - self.mean.pow(2)).expand(self.batch_shape + self.event_shape)
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        _, log_dens = _component_terms(value, self.locs, self.coord_scale)
+        _, log_dens = _component_terms(value, self.locs, self._component_scales())
         log_pi = self.component_logits.log_softmax(-1)
         return torch.logsumexp(log_pi + log_dens.sum(-1), dim=-1)
 
     def rsample(self, sample_shape=_EMPTY):
-        return rsample_diag_normal_mixture(
-            self.locs, self.coord_scale, self.component_logits, sample_shape
+        z = rsample_diag_normal_mixture(
+            self.locs, self._component_scales(), self.component_logits, sample_shape
         )
+        return z.expand(torch.Size(sample_shape) + self.batch_shape + self.event_shape)
 
     def sample(self, sample_shape=_EMPTY):
         with torch.no_grad():
             return self.rsample(sample_shape)
+
+
+class MixtureOfDiagNormalsSharedCovariance(MixtureOfDiagNormals):
+    """A mixture of ``K`` Gaussians in ``D >= 2`` dims with their own means and one shared
+    diagonal scale ``coord_scale``.
+
+    ``q(z) = sum_k softmax(component_logits)_k N(z; locs[k], diag(coord_scale ** 2))``.
+    Draws are reparameterized with the same transport-equation gradients as
+    :class:`MixtureOfDiagNormals` (the shared scale's field is the sum of the
+    per-component fields).
+
+    :param torch.Tensor locs: ``batch + (K, D)`` component means.
+    :param torch.Tensor coord_scale: ``batch + (D,)`` positive shared scale.
+    :param torch.Tensor component_logits: ``batch + (K,)`` softmax logits of the weights.
+
+    Example::
+
+        >>> import math, torch, ember.distributions as dist
+        >>> d = dist.MixtureOfDiagNormalsSharedCovariance(
+        ...     torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), torch.tensor([2.0, 2.0]),
+        ...     torch.tensor([0.25, 0.75]).log())
+        >>> d.log_prob(torch.tensor([0.5, 0.5]))
+        tensor(-3.3902)
+    """
+
+    def __init__(
+        self,
+        locs: torch.Tensor,
+        coord_scale: torch.Tensor,
+        component_logits: torch.Tensor,
+        validate_args=None,
+    ):
+        batch_shape, K, D = _check_mixture_shapes(
+            type(self).__name__, locs, coord_scale, component_logits, "coord_scale", True
+        )
+        self.locs = locs
+        self.coord_scale = coord_scale
+        self.component_logits = component_logits
+        self.dim = D
+        TorchDistribution.__init__(self, batch_shape, torch.Size((D,)), validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, locs, coord_scale, component_logits):
+        """``(batch_shape, event_shape)`` from parameter shapes."""
+        batch = broadcast_shape(locs[:-2], coord_scale[:-1], component_logits[:-1])
+        return batch, torch.Size(locs[-1:])
+
+    def _expand_scale(self, batch_shape):
+        return self.coord_scale.expand(batch_shape + self.locs.shape[-1:])
+
+    def _component_scales(self):
+        return self.coord_scale.unsqueeze(-2).expand(
+            self.coord_scale.shape[:-1] + self.locs.shape[-2:]
+        )

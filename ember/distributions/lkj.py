@@ -22,11 +22,12 @@ from typing import Union
 import torch
 from torch.distributions import constraints
 
+from ember.distributions import constraints as ember_constraints
 from ember.distributions.torch import Beta
 from ember.distributions.torch_distribution import TorchDistribution
 from ember.distributions.validation import fresh_instance
 
-__all__ = ["LKJCorrCholesky"]
+__all__ = ["LKJ", "LKJCorrCholesky"]
 
 _EMPTY = torch.Size()
 
@@ -124,3 +125,68 @@ class LKJCorrCholesky(TorchDistribution):
         exponents = 2 * self._row_betas() - 2
         unnormalized = (exponents * diag.log()).sum(-1)
         return unnormalized - self._log_normalizer()
+
+
+class LKJ(TorchDistribution):
+    """LKJ distribution over ``dim x dim`` correlation matrices: density proportional to
+    ``det(C) ** (concentration - 1)``.
+
+    The density is taken with respect to Lebesgue measure on the strictly lower entries
+    of ``C``. It is computed from :class:`LKJCorrCholesky` through the Cholesky factor
+    ``L`` of ``C``: the map from the free entries of ``L`` to those of ``C`` has
+    Jacobian determinant ``prod_i L_ii^(dim - 1 - i)`` (rows ``i = 0..dim-1``), so
+    ``log p(C) = log p_chol(L) - sum_i (dim - 1 - i) log L_ii``. ``concentration = 1``
+    is uniform over correlation matrices.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.LKJ(2, torch.tensor(1.0))
+        >>> d.log_prob(torch.eye(2))  # uniform on the correlation in (-1, 1)
+        tensor(-0.6931)
+        >>> d.sample((4,)).shape
+        torch.Size([4, 2, 2])
+    """
+
+    arg_constraints = {"concentration": constraints.positive}
+    support = ember_constraints.corr_matrix
+    has_rsample = False
+
+    def __init__(self, dim: int, concentration=1.0, validate_args=None):
+        base = LKJCorrCholesky(dim, concentration, validate_args=validate_args)
+        self.base_dist = base
+        self.dim = base.d
+        self.concentration = base.eta
+        super().__init__(base.batch_shape, base.event_shape, validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, dim, concentration=()):
+        """``(batch_shape, event_shape)`` from ``dim`` and the shape of ``concentration``."""
+        return torch.Size(concentration), torch.Size((dim, dim))
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self.__new__(type(self)) if _instance is None else _instance
+        new.base_dist = self.base_dist.expand(batch_shape)
+        new.dim = self.dim
+        new.concentration = new.base_dist.eta
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        L = self.base_dist.sample(sample_shape)
+        return L @ L.mT
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        L = torch.linalg.cholesky(value)
+        diag = L.diagonal(dim1=-2, dim2=-1)
+        powers = torch.arange(self.dim - 1, -1, -1, dtype=diag.dtype, device=diag.device)
+        return self.base_dist.log_prob(L) - (powers * diag.log()).sum(-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        eye = torch.eye(self.dim, dtype=self.concentration.dtype, device=self.concentration.device)
+        return eye.expand(self.batch_shape + (self.dim, self.dim))

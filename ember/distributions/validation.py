@@ -18,7 +18,8 @@ for every parameter of every distribution it builds, and again for every value g
 * the errors name the distribution, the parameter, its shape and the offending entries
   (:func:`check_parameters`, :func:`check_value`, :func:`parameter_error`);
 * a tensor a distribution drew itself lies in its support by construction, so its
-  ``log_prob`` does not check it again (:func:`enable_fast_validation`).
+  ``log_prob`` does not check it again while it provably still holds the drawn values
+  (:func:`enable_fast_validation`, :func:`remember_valid`).
 
 The wrappers in :mod:`ember.distributions.torch` build themselves with one pattern: a
 wrapper either keeps torch's constructor (its parameters are then checked once by
@@ -549,6 +550,8 @@ def _check_plan(cls, plan, values, dist=None, dtype=None):
             if dist is None or lazy:
                 continue  # not given (lazy: derived from the parameter that was)
             value = getattr(dist, name)
+        if isinstance(value, torch.Tensor) and value.numel() == 0:
+            check_event_size(cls.__name__, name, value, constraint)
         decided = decide(constraint, value, form, dtype)
         if decided is True:
             continue
@@ -561,6 +564,34 @@ def _check_plan(cls, plan, values, dist=None, dtype=None):
         bad = read_pending(pending)
         if bad is not None:
             raise parameter_error(cls.__name__, *bad)
+
+
+def check_event_size(dist_name: str, name: str, value: torch.Tensor, constraint) -> None:
+    """Raise a ValueError if the tensor ``value`` of parameter ``name`` has no entries along
+    the event dims its ``constraint`` gives it (``probs`` of shape ``(0,)``: no categories).
+
+    An empty *batch* (``probs`` of shape ``(0, 3)``) is allowed.
+
+    Example::
+
+        >>> from torch.distributions import constraints
+        >>> check_event_size("Categorical", "probs", torch.zeros(0), constraints.simplex)
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Categorical: parameter probs has shape (0,), with size 0 in its event dim...
+    """
+    event_dim = getattr(constraint, "event_dim", 0)
+    if not event_dim:
+        return
+    event_shape = value.shape[value.dim() - event_dim :] if value.dim() >= event_dim else ()
+    if len(event_shape) < event_dim or 0 in event_shape:
+        raise ValueError(
+            f"{dist_name}: parameter {name} has shape {tuple(value.shape)}, with size 0 in its "
+            f"event dim(s) (the rightmost {event_dim}), so the distribution has nothing to "
+            f"draw from; hint: {name} needs at least one entry along each event dim, e.g. "
+            "shape (k,) with k >= 1 for k categories"
+        )
 
 
 def parameter_error(dist_name: str, name: str, value, constraint, dtype=None) -> ValueError:
@@ -751,26 +782,63 @@ def _recording(method):
 _weak = weakref.ref
 
 
+#: Draws with more entries than this are not remembered (their values would be copied):
+#: their ``log_prob`` checks the support like any other value.
+MAX_REMEMBERED_DRAW = 1 << 20
+
+
 def remember_valid(dist, x) -> None:
     """Note that tensor ``x`` (as it is now) lies in ``dist``'s support.
 
-    ``dist.log_prob(x)`` then skips the support check until ``x`` is changed in
-    place; anything that is not a tensor with a version counter is ignored.
+    ``dist.log_prob(x)`` then skips the support check while ``x`` is the same tensor
+    holding the same values. Neither the version counter nor the storage address
+    proves that: writes through ``x.data``, ``x.numpy()`` or another alias of the
+    memory change the values without bumping the counter. So a copy of the values
+    is kept and compared exactly (``torch.equal``, one pass over memory, cheaper
+    than most support checks); any difference, or a NaN, means a full check.
+    Nothing is remembered when ``dist`` does not validate, for anything that is
+    not a tensor, or for draws above :data:`MAX_REMEMBERED_DRAW` entries.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> d = dist.Gamma(2.0, 1.0)
+        >>> x = d.sample((3,))
+        >>> _ = x.data.fill_(-1.0)  # bypasses the version counter
+        >>> d.log_prob(x)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected value argument (Tensor of shape (3,)) of Gamma.log_prob ...
     """
     try:
+        if not dist._validate_args or x.numel() > MAX_REMEMBERED_DRAW or x.is_meta:
+            return
         # (a tensor's version counter has no public accessor but ``_version``)
-        dist.__dict__["_ember_known_valid"] = (_weak(x), x._version)
+        dist.__dict__["_ember_known_valid"] = (_weak(x), x._version, x.detach().clone())
     except (TypeError, AttributeError, RuntimeError):
         pass  # not a tensor, or an inference tensor (no version counter)
 
 
+def _still_drawn(known, value) -> bool:
+    """Whether ``value`` is the remembered draw and still holds exactly its values."""
+    if known[0]() is not value or known[1] != value._version:
+        return False
+    copy = known[2]
+    return (
+        value.dtype == copy.dtype
+        and value.shape == copy.shape
+        and value.device == copy.device
+        and torch.equal(value.detach(), copy)
+    )
+
+
 def _validate_sample(self, value):
-    """Check ``value`` against the shapes and the support, unless this instance drew it."""
+    """Check ``value`` against the shapes and the support, unless this instance drew it
+    and it still holds the drawn values (see :func:`remember_valid`)."""
     known = self.__dict__.get("_ember_known_valid")
-    if known is not None and known[0]() is value and known[1] == value._version:
-        return  # drawn (or checked) by this instance and not changed since
+    if known is not None and _still_drawn(known, value):
+        return
     check_value(self, value)
-    remember_valid(self, value)
 
 
 # --- constructors and expand of the wrappers ------------------------------------------------

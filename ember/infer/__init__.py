@@ -8,6 +8,7 @@ from ember.infer.elbo import ELBO, ELBOModule
 from ember.infer.energy_distance import EnergyDistance
 from ember.infer.enum import config_enumerate
 from ember.infer.importance import Importance
+from ember.infer.mcmc import HMC, MCMC, NUTS
 from ember.infer.predictive import Predictive
 from ember.infer.search import Search
 from ember.infer.svi import SVI
@@ -22,11 +23,14 @@ __all__ = [
     "ELBOModule",
     "EnergyDistance",
     "EmpiricalMarginal",
+    "HMC",
     "Importance",
     "JitTraceEnum_ELBO",
     "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
+    "MCMC",
+    "NUTS",
     "Predictive",
     "SVI",
     "Search",
@@ -41,6 +45,7 @@ __all__ = [
 
 # The automatic guides build on the estimators above; ``import ember`` makes them
 # reachable as ember.infer.autoguide, as Pyro programs expect.
-from ember.infer import autoguide  # noqa: E402
+from ember.infer import autoguide, reparam  # noqa: E402
+from ember.util import enable_validation, is_validation_enabled  # noqa: E402
 
-__all__ += ["autoguide"]
+__all__ += ["autoguide", "enable_validation", "is_validation_enabled", "reparam"]

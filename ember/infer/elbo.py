@@ -28,9 +28,9 @@ from ember.infer.util import (
     unconstrained_param,
     vectorize,
 )
-from ember.util import warn_if_nan, warn_once
+from ember.util import warn_if_nan
 
-__all__ = ["ELBO", "ELBOModule", "ParticleEstimate", "warn_jit_alias"]
+__all__ = ["ELBO", "ELBOModule", "ParticleEstimate"]
 
 
 class ParticleEstimate(NamedTuple):
@@ -276,22 +276,6 @@ class ELBO:
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         """Bind the loss to a model and a guide as a ``torch.nn.Module``."""
         return ELBOModule(model, guide, self)
-
-
-def warn_jit_alias(name: str, base: str) -> None:
-    """Warn once (``UserWarning``) that Pyro's JIT estimator ``name`` runs as the eager ``base``.
-
-    ember does not JIT-compile losses; each ``Jit*`` name is its base estimator
-    (the results are the same in distribution), so Pyro programs that chose a
-    JIT loss run unchanged.
-    """
-    warn_once(
-        name,
-        f"ember.infer.{name} runs as {base}: ember does not JIT-compile losses "
-        f"(the results are the same in distribution); use {base} to silence this warning",
-        UserWarning,
-        stacklevel=4,
-    )
 
 
 def _checked_float(loss: torch.Tensor) -> float:

@@ -275,7 +275,12 @@ def site_log_prob(site) -> torch.Tensor:
         support = infer.get(SUPPORT_VALUE_KEY)
         if support is not None and support is value:
             table = support_log_prob(fn, infer["_enumerate_dim"])
-            if table is not None:
+            # the tensor may have been written in place since (through .data or an alias,
+            # unseen by its version counter): use the table only if it still holds 0..K-1
+            if table is not None and torch.equal(
+                value.reshape(-1),
+                torch.arange(value.numel(), dtype=value.dtype, device=value.device),
+            ):
                 return table
     return fn.log_prob(value)
 

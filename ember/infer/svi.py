@@ -122,6 +122,14 @@ class SVI:
 
     def step(self, *args, **kwargs) -> float:
         """Take one gradient step on the loss; returns the loss estimate as a float."""
+        step_context = getattr(self.optim, "step_context", None)
+        if step_context is not None:
+            # e.g. a distributed optimizer that synchronizes parameters as they are read
+            with step_context():
+                return self._step(args, kwargs)
+        return self._step(args, kwargs)
+
+    def _step(self, args, kwargs) -> float:
         if self._elbo is not None:
             # the estimator reports the params of the traces it made
             loss, params = self._elbo.loss_and_params(self.model, self.guide, *args, **kwargs)

@@ -442,6 +442,45 @@ def _check_site_shapes_agree(name, model_fn, guide_fn, max_plate_nesting) -> Non
         )
 
 
+def check_traces_match(trace1, trace2) -> None:
+    """Check that two traces (e.g. of one model run twice) have the same sample sites
+    with the same shapes: a ``UserWarning`` when the sets of sites differ, a
+    ``ValueError`` naming the site when the shapes at a site differ.
+
+    Example::
+
+        >>> import ember, ember.distributions as dist
+        >>> def model(n):
+        ...     ember.sample("x", dist.Normal(0.0, 1.0).expand([n]).to_event(1))
+        >>> tr = lambda n: ember.poutine.trace(model).get_trace(n)
+        >>> check_traces_match(tr(2), tr(2))
+        >>> check_traces_match(tr(2), tr(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: Site dims disagree at site 'x': (2,) vs (3,)....
+    """
+    sites1 = {n for n, site in trace1.nodes.items() if site["type"] == "sample"}
+    sites2 = {n for n, site in trace2.nodes.items() if site["type"] == "sample"}
+    if sites1 != sites2:
+        warnings.warn(
+            f"Model vars changed: {sorted(sites1)} vs {sorted(sites2)} (sample sites only in "
+            f"the first trace: {sorted(sites1 - sites2)}, only in the second: "
+            f"{sorted(sites2 - sites1)})",
+            UserWarning,
+            stacklevel=2,
+        )
+    for name in sorted(sites1 & sites2):
+        fn1, fn2 = trace1.nodes[name]["fn"], trace2.nodes[name]["fn"]
+        if not (hasattr(fn1, "shape") and hasattr(fn2, "shape")):
+            continue
+        shape1, shape2 = tuple(fn1.shape()), tuple(fn2.shape())
+        if shape1 != shape2:
+            raise ValueError(
+                f"Site dims disagree at site {name!r}: {shape1} vs {shape2}. The two runs "
+                "must draw values of the same shape at each site."
+            )
+
+
 def check_fully_reparametrized(guide_site) -> None:
     """Raise ``NotImplementedError`` unless ``guide_site``'s distribution is reparameterized.
 

@@ -3,7 +3,23 @@ sum-product contraction (tensor variable elimination) for enumeration,
 vectorized indexing (:mod:`ember.ops.indexing`) and tensor utilities
 (:mod:`ember.ops.tensor_utils`)."""
 
-from ember.ops import tensor_utils  # noqa: F401  (registers cholesky_relative_jitter)
+# tensor_utils registers cholesky_relative_jitter; stats (sample statistics and MCMC
+# diagnostics), streaming, arrowhead and provenance are reachable as submodules.
+from ember.ops import (  # noqa: F401
+    arrowhead,
+    hessian,
+    jit,
+    linalg,
+    newton,
+    packed,
+    provenance,
+    rings,
+    special,
+    ssm_gp,
+    stats,
+    streaming,
+    tensor_utils,
+)
 from ember.ops.contract import (
     IntractableError,
     LogFactor,

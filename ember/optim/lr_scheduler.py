@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-from ember.optim.optim import OptimArgs, PyroOptim, OptimizerGroup
+from ember.optim.optim import OptimArgs, OptimizerGroup, PyroOptim
 
 __all__ = ["PyroLRScheduler"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 import operator
 import os
-import tempfile
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
@@ -31,6 +31,7 @@ from ember.params.param_store import (
     get_param_store,
     normalize_param_name,
 )
+from ember.util import read_checked_file, torch_save_bytes, write_checked_file
 
 __all__ = ["PyroOptim", "OptimArgs"]
 
@@ -444,32 +445,49 @@ class PyroOptim:
         return state
 
     def set_state(self, state_dict: Dict[str, dict]) -> None:
-        """Restore state from :meth:`get_state`; parameters not seen yet get it on arrival."""
+        """Restore state from :meth:`get_state`; parameters not seen yet get it on arrival.
+
+        All or nothing: every entry is checked (layout, and the shapes of state
+        tensors against parameters already taken up) before any is applied, so a
+        bad entry raises a ValueError naming it and changes nothing.
+        """
         if not isinstance(state_dict, dict):
             raise TypeError(
                 f"{type(self).__name__}.set_state: expected a dict of parameter name -> state, "
                 f"got {type(state_dict).__name__}"
             )
         for name, entry_state in state_dict.items():
+            groups = entry_state.get("param_groups") if isinstance(entry_state, dict) else None
             if (
                 not isinstance(entry_state, dict)
                 or not isinstance(entry_state.get("state"), dict)
-                or not isinstance(entry_state.get("param_groups"), (list, tuple))
+                or not isinstance(groups, (list, tuple))
+                or not all(isinstance(g, dict) for g in groups)
+                or not all(isinstance(v, dict) for v in entry_state["state"].values())
             ):
                 raise ValueError(
                     f"{type(self).__name__}.set_state: the state of parameter {name!r} is not "
                     "in the layout get_state() returns ({'state': {...}, 'param_groups': [...]})"
+                    "; nothing was changed"
                 )
+        prepared = []
         for name, entry_state in state_dict.items():
             entry = self._by_name.get(name)
-            if entry is None:
+            if entry is not None:
+                prepared.append((entry, self._prepare_state(entry, entry_state)))
+        for name, entry_state in state_dict.items():
+            if name not in self._by_name:
                 self._pending[name] = entry_state
-            else:
-                self._apply_state(entry, entry_state)
+        for entry, restored in prepared:
+            self._commit_state(entry, *restored)
 
     def _apply_state(self, entry: _Entry, saved: dict) -> None:
+        self._commit_state(entry, *self._prepare_state(entry, saved))
+
+    def _prepare_state(self, entry: _Entry, saved: dict) -> tuple:
+        """The per-parameter state, group options and scheduler state of ``saved``, copied
+        and checked against ``entry``'s parameter (nothing is changed yet)."""
         p = entry.tensor
-        group = entry.group
         per_param = saved["state"]
         pstate = per_param.get(0, next(iter(per_param.values()), {})) if per_param else {}
         restored = {}
@@ -479,7 +497,8 @@ class PyroOptim:
                     raise ValueError(
                         f"{type(self).__name__}: saved optimizer state {k!r} of parameter "
                         f"{entry.name!r} has shape {tuple(v.shape)} but the parameter has shape "
-                        f"{tuple(p.shape)}; was the state saved for a different model?"
+                        f"{tuple(p.shape)}; was the state saved for a different model? "
+                        "(nothing was changed)"
                     )
                 if k == "step":
                     v = v.detach().clone()
@@ -490,48 +509,58 @@ class PyroOptim:
             else:
                 v = _clone_state(v)
             restored[k] = v
-        group.optimizer.state[p] = restored
         groups = saved["param_groups"]
+        options = {}
         if groups:
-            for k, v in groups[0].items():
-                if k != "params":
-                    group.optimizer.param_groups[0][k] = _clone_state(v)
-        if group.scheduler is not None and "scheduler" in saved:
-            group.scheduler.load_state_dict(_clone_state(saved["scheduler"]))
+            options = {k: _clone_state(v) for k, v in groups[0].items() if k != "params"}
+        scheduler = None
+        if entry.group.scheduler is not None and "scheduler" in saved:
+            scheduler = _clone_state(saved["scheduler"])
+        return restored, options, scheduler
+
+    @staticmethod
+    def _commit_state(entry: _Entry, restored: dict, options: dict, scheduler) -> None:
+        group = entry.group
+        group.optimizer.state[entry.tensor] = restored
+        group.optimizer.param_groups[0].update(options)
+        if scheduler is not None:
+            group.scheduler.load_state_dict(scheduler)
 
     def save(self, filename: Union[str, os.PathLike]) -> None:
-        """Save the optimizer state to ``filename`` (written atomically).
+        """Save the optimizer state to ``filename``, atomically and with a checksum.
 
-        The file is written next to its destination and renamed over it, so a
-        crash never leaves a half-written file.
+        The file is written next to its destination, fsync'ed and renamed over it
+        (a symlink is written through), behind a length and SHA-256 header that
+        :meth:`load` verifies (:func:`ember.util.write_checked_file`): a crash
+        never leaves a half-written file, and a corrupted one is refused.
         """
-        filename = os.fspath(filename)
-        directory = os.path.dirname(os.path.abspath(filename))
-        fd, tmp = tempfile.mkstemp(prefix=".ember-optim-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.get_state(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, filename)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_checked_file(filename, torch_save_bytes(self.get_state()))
 
     def load(self, filename: Union[str, os.PathLike]) -> None:
         """Load optimizer state saved by :meth:`save` (no code in the file is run).
 
         The file is read with ``torch.load(..., weights_only=True)``; state
-        tensors are moved to each parameter's device and dtype when applied.
+        tensors are moved to each parameter's device and dtype when applied. A
+        corrupted or truncated file, or one that is not an optimizer state file,
+        raises a ValueError and changes nothing. Files without the checksum
+        header (written by earlier versions, or by ``torch.save(get_state())``)
+        still load.
         """
+        filename = os.fspath(filename)
+        payload = read_checked_file(filename)
         try:
-            state = torch.load(os.fspath(filename), map_location="cpu", weights_only=True)
+            source = filename if payload is None else io.BytesIO(payload)
+            state = torch.load(source, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
         except Exception as e:  # unpickling errors of foreign or unsafe files
             raise ValueError(
-                f"{type(self).__name__}.load: {os.fspath(filename)!r} is not an optimizer "
+                f"{type(self).__name__}.load: {filename!r} is not an optimizer "
                 f"state file written by save() ({type(e).__name__}: {e})"
             ) from e
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"{type(self).__name__}.load: {filename!r} is not an optimizer state file "
+                f"written by save() (it holds a {type(state).__name__}, not a dict)"
+            )
         self.set_state(state)

@@ -5,14 +5,28 @@ optimizer updates) together with their constraint; reading a parameter maps
 it onto its constraint. Files written by :meth:`ParamStoreDict.save` contain
 only tensors, numbers and strings, so :meth:`ParamStoreDict.load` reads them
 with ``torch.load(weights_only=True)`` and never runs code from the file.
+
+Files are written atomically (a crash leaves the previous file or the new one)
+behind a length and SHA-256 header (:func:`ember.util.write_checked_file`), so a
+truncated or corrupted file is refused on load, and the store is left as it was.
+Files of the first format (no header) still load.
+
+Once a parameter exists, ``ember.param(name, init, constraint)`` returns it and
+ignores ``init`` (as Pyro does). A tensor ``init`` whose shape differs from the
+stored parameter's is almost surely a mistake, so it draws a warning naming both
+shapes; a ``constraint`` other than the stored one (``real``, the default, counts
+as "not given") is refused with a ValueError while validation is on, and draws a
+warning otherwise: the stored constraint stays in force either way.
 """
 
 from __future__ import annotations
 
+import io
 import numbers
 import os
 import pickle
-import tempfile
+import threading
+import warnings
 import weakref
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Tuple, Union
@@ -24,7 +38,12 @@ from torch.distributions import transforms as _tt
 
 import ember.distributions.constraints as ec
 from ember import settings
-from ember.util import is_validation_enabled
+from ember.util import (
+    is_validation_enabled,
+    read_checked_file,
+    torch_save_bytes,
+    write_checked_file,
+)
 
 #: The separator between a module's name and its parameter's name in the names
 #: ``ember.module`` gives parameters: ``"encoder" + "$$$" + "fc.weight"``.
@@ -42,7 +61,8 @@ def _check_module_local_params(value) -> None:
 
 
 _FILE_TAG = "ember_param_store"
-_FILE_VERSION = 1
+_FILE_VERSION = 2  # 1: a plain torch.save file; 2: behind a length and checksum header
+_READABLE_VERSIONS = (1, 2)
 
 
 def param_with_module_name(pyro_name: str, param_name: str) -> str:
@@ -270,14 +290,18 @@ class ParamStoreDict:
         self._param_to_name: Dict[torch.Tensor, str] = {}
         self._constraints: Dict[str, Any] = {}
         self._transforms: Dict[str, Any] = {}
+        # taken by every change of the dicts above and by the snapshots of get_state and
+        # save, so that a save never sees a dict change under it (reads take no lock)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ mapping
     def clear(self) -> None:
         """Remove every parameter."""
-        self._params = {}
-        self._param_to_name = {}
-        self._constraints = {}
-        self._transforms = {}
+        with self._lock:
+            self._params = {}
+            self._param_to_name = {}
+            self._constraints = {}
+            self._transforms = {}
 
     def items(self) -> Iterator[Tuple[str, torch.Tensor]]:
         """``(name, constrained value)`` pairs."""
@@ -306,10 +330,11 @@ class ParamStoreDict:
         return iter(list(self._params))
 
     def __delitem__(self, name: str) -> None:
-        unconstrained = self._params.pop(name)
-        self._param_to_name.pop(unconstrained, None)
-        self._constraints.pop(name, None)
-        self._transforms.pop(name, None)
+        with self._lock:
+            unconstrained = self._params.pop(name)
+            self._param_to_name.pop(unconstrained, None)
+            self._constraints.pop(name, None)
+            self._transforms.pop(name, None)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         try:
@@ -336,14 +361,17 @@ class ParamStoreDict:
         return constrained
 
     def __setitem__(self, name: str, new_constrained_value: torch.Tensor) -> None:
-        constraint = self._constraints.setdefault(name, _tc.real)
         if not isinstance(new_constrained_value, torch.Tensor):
             raise TypeError(
                 f"parameter {name!r} must be a torch.Tensor, got "
                 f"{type(new_constrained_value).__name__}"
             )
+        with self._lock:
+            self._store(name, new_constrained_value, self._constraints.get(name, _tc.real))
+
+    def _store(self, name: str, new_constrained_value: torch.Tensor, constraint) -> None:
+        """Set ``name`` to the constrained value under ``constraint`` (the lock held)."""
         transform = _param_transform(constraint)
-        self._transforms[name] = transform
         with torch.no_grad():
             unconstrained = transform.inv(new_constrained_value)
             if unconstrained is new_constrained_value:
@@ -352,6 +380,8 @@ class ParamStoreDict:
             unconstrained = unconstrained.contiguous()
         if not unconstrained.requires_grad:
             unconstrained.requires_grad_(True)
+        self._constraints[name] = constraint
+        self._transforms[name] = transform
         old = self._params.get(name)
         if old is not None:
             self._param_to_name.pop(old, None)
@@ -360,26 +390,75 @@ class ParamStoreDict:
 
     def setdefault(self, name: str, init_constrained_value, constraint=_tc.real) -> torch.Tensor:
         """Create ``name`` from ``init_constrained_value`` (a tensor or a callable returning one)
-        unless it exists; return its constrained value."""
-        if name not in self._params:
-            if callable(init_constrained_value) and not isinstance(
-                init_constrained_value, torch.Tensor
-            ):
-                init_constrained_value = init_constrained_value()
-            if not isinstance(init_constrained_value, torch.Tensor):
-                raise TypeError(
-                    f"ember.param({name!r}, ...): the initial value must be a torch.Tensor (or a "
-                    f"callable returning one), got {type(init_constrained_value).__name__}"
-                )
-            if is_validation_enabled():
-                _check_constraint(name, init_constrained_value, constraint)
-            self._constraints[name] = constraint
-            self[name] = init_constrained_value
+        unless it exists; return its constrained value.
+
+        For an existing parameter the initial value is ignored; see the module docstring
+        for the warning a tensor of another shape draws, and the error (with validation
+        on) for another constraint.
+
+        Example::
+
+            >>> import torch, warnings
+            >>> store = ParamStoreDict()
+            >>> store.setdefault("a", torch.zeros(2)).shape
+            torch.Size([2])
+            >>> with warnings.catch_warnings(record=True) as w:
+            ...     warnings.simplefilter("always")
+            ...     store.setdefault("a", torch.zeros(5)).shape
+            torch.Size([2])
+            >>> print(w[0].message)  # doctest: +ELLIPSIS
+            ember.param('a', ...): the initial value (shape (5,)) is ignored: ...shape (2,)...
+        """
+        if name in self._params:
+            value = self[name]
+            self._check_reuse(name, value, init_constrained_value, constraint)
+            return value
+        if callable(init_constrained_value) and not isinstance(
+            init_constrained_value, torch.Tensor
+        ):
+            init_constrained_value = init_constrained_value()
+        if not isinstance(init_constrained_value, torch.Tensor):
+            raise TypeError(
+                f"ember.param({name!r}, ...): the initial value must be a torch.Tensor (or a "
+                f"callable returning one), got {type(init_constrained_value).__name__}"
+            )
+        if is_validation_enabled():
+            _check_constraint(name, init_constrained_value, constraint)
+        with self._lock:
+            if name not in self._params:  # (another thread may have created it meanwhile)
+                self._store(name, init_constrained_value, constraint)
         return self[name]
 
+    def _check_reuse(self, name: str, value: torch.Tensor, init, constraint) -> None:
+        """Warn (or raise) when ``ember.param(name, init, constraint)`` meets an existing
+        parameter with another shape or constraint (the initial value is ignored)."""
+        if isinstance(init, torch.Tensor) and init.shape != value.shape:
+            warnings.warn(
+                f"ember.param({name!r}, ...): the initial value (shape {tuple(init.shape)}) is "
+                f"ignored: the parameter exists already with shape {tuple(value.shape)}, and "
+                "its stored value is returned. Hint: use another name for a parameter of "
+                "another shape, or delete the old one first (ember.get_param_store()"
+                f"[{name!r}] can be deleted with del, or clear the store)",
+                UserWarning,
+                stacklevel=4,
+            )
+        stored = self._constraints.get(name, _tc.real)
+        if constraint is stored or constraint is _tc.real or same_constraint(constraint, stored):
+            return
+        message = (
+            f"ember.param({name!r}, ..., constraint={constraint}): the parameter exists "
+            f"already with constraint {stored}, which stays in force (a constraint is fixed "
+            "when the parameter is created). Hint: give the same constraint at every call, "
+            "or use another name"
+        )
+        if is_validation_enabled():
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=4)
+
     def get_param(self, name: str, init_tensor=None, constraint=_tc.real, event_dim=None):
-        """The constrained value of ``name``, creating it from ``init_tensor`` if absent."""
-        if init_tensor is None or name in self._params:
+        """The constrained value of ``name``, creating it from ``init_tensor`` if absent
+        (see :meth:`setdefault` for an ``init_tensor`` given for an existing parameter)."""
+        if init_tensor is None:
             return self[name]
         return self.setdefault(name, init_tensor, constraint)
 
@@ -415,29 +494,87 @@ class ParamStoreDict:
 
     # --------------------------------------------------------------- state
     def get_state(self) -> dict:
-        """``{"params": {name: unconstrained}, "constraints": {name: constraint}}``."""
-        return {"params": dict(self._params), "constraints": dict(self._constraints)}
+        """``{"params": {name: unconstrained}, "constraints": {name: constraint}}``.
+
+        A consistent snapshot, even while other threads create parameters.
+        """
+        with self._lock:
+            return {"params": dict(self._params), "constraints": dict(self._constraints)}
 
     def set_state(self, state: dict) -> None:
-        """Add the parameters of a :meth:`get_state` result to the store."""
-        if not isinstance(state, dict) or "params" not in state:
+        """Add the parameters of a :meth:`get_state` result to the store.
+
+        All or nothing: every entry is checked first (names are strings, values
+        tensors, constraints constraints), and a bad entry raises a ValueError
+        naming it with the store unchanged.
+
+        Example::
+
+            >>> import torch
+            >>> store = ParamStoreDict()
+            >>> store.set_state({"params": {"a": torch.zeros(1), "b": "oops"}})
+            Traceback (most recent call last):
+            ...
+            ValueError: set_state: parameter 'b' is not a tensor but str; nothing was changed
+            >>> len(store)
+            0
+        """
+        if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
             raise ValueError("set_state expects a dict with 'params' (and 'constraints')")
         constraints = state.get("constraints", {})
+        if not isinstance(constraints, dict):
+            raise ValueError(
+                f"set_state: 'constraints' must be a dict of name -> constraint, got "
+                f"{type(constraints).__name__}; nothing was changed"
+            )
+        entries = []
         for name, value in state["params"].items():
+            if not isinstance(name, str):
+                raise ValueError(
+                    f"set_state: parameter names must be strings, got {name!r}; nothing was changed"
+                )
             if not isinstance(value, torch.Tensor):
-                raise ValueError(f"set_state: parameter {name!r} is not a tensor")
-            old = self._params.get(name)
-            if old is not None:
-                self._param_to_name.pop(old, None)
-            if not value.requires_grad and value.is_leaf:
-                value.requires_grad_(True)
-            self._params[name] = value
-            self._param_to_name[value] = name
-            self._constraints[name] = constraints.get(name, _tc.real)
-            self._transforms.pop(name, None)
+                raise ValueError(
+                    f"set_state: parameter {name!r} is not a tensor but "
+                    f"{type(value).__name__}; nothing was changed"
+                )
+            constraint = constraints.get(name, _tc.real)
+            if not isinstance(constraint, _tc.Constraint):
+                raise ValueError(
+                    f"set_state: the constraint of parameter {name!r} is not a constraint but "
+                    f"{type(constraint).__name__}; nothing was changed"
+                )
+            if value.requires_grad and not value.is_leaf:
+                raise ValueError(
+                    f"set_state: parameter {name!r} is not a leaf tensor (it was computed "
+                    "from other tensors); store its .detach() instead; nothing was changed"
+                )
+            if not value.requires_grad and not (value.is_floating_point() or value.is_complex()):
+                raise ValueError(
+                    f"set_state: parameter {name!r} has dtype {value.dtype}, which cannot "
+                    "require grad; parameters are floating point; nothing was changed"
+                )
+            entries.append((name, value, constraint))
+        with self._lock:
+            for name, value, constraint in entries:
+                if not value.requires_grad:
+                    value.requires_grad_(True)
+                old = self._params.get(name)
+                if old is not None:
+                    self._param_to_name.pop(old, None)
+                self._params[name] = value
+                self._param_to_name[value] = name
+                self._constraints[name] = constraint
+                self._transforms.pop(name, None)
 
     def save(self, filename: Union[str, os.PathLike]) -> None:
-        """Write the store to ``filename`` atomically (a temp file, then ``os.replace``).
+        """Write the store to ``filename``, atomically and with a checksum.
+
+        The parameters are snapshotted under the store's lock (other threads may
+        go on creating parameters), written to a temporary file that is fsync'ed
+        and renamed over ``filename`` (a symlink is written through), behind a
+        length and SHA-256 header that :meth:`load` verifies
+        (:func:`ember.util.write_checked_file`).
 
         Example::
 
@@ -449,37 +586,41 @@ class ParamStoreDict:
             >>> store["a"]
             tensor([1., 1.], requires_grad=True)
         """
+        with self._lock:
+            snapshot = [
+                (name, value, self._constraints.get(name, _tc.real))
+                for name, value in self._params.items()
+            ]
         params = {}
         constraints = {}
-        for name, value in self._params.items():
+        for name, value, constraint in snapshot:
             params[name] = value.detach()
-            constraints[name] = _encode_constraint(
-                self._constraints.get(name, _tc.real), f"parameter {name!r}"
-            )
+            constraints[name] = _encode_constraint(constraint, f"parameter {name!r}")
         state = {
             "format": _FILE_TAG,
             "version": _FILE_VERSION,
             "params": params,
             "constraints": constraints,
         }
-        filename = os.fspath(filename)
-        directory = os.path.dirname(os.path.abspath(filename))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-params-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-            os.replace(tmp, filename)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_checked_file(filename, torch_save_bytes(state))
 
     def load(self, filename: Union[str, os.PathLike], map_location=None) -> None:
-        """Read parameters saved by :meth:`save`; never executes code from the file."""
+        """Read parameters saved by :meth:`save`; never executes code from the file.
+
+        A file whose checksum or length does not match its contents (corrupted or
+        truncated), or that is not a param-store file, raises a ValueError and
+        leaves the store unchanged.
+        """
         filename = os.fspath(filename)
+        payload = read_checked_file(filename)
         try:
-            with open(filename, "rb") as f:
-                state = torch.load(f, map_location=map_location, weights_only=True)
+            if payload is None:  # the first format: a plain torch.save file
+                with open(filename, "rb") as f:
+                    state = torch.load(f, map_location=map_location, weights_only=True)
+            else:
+                state = torch.load(
+                    io.BytesIO(payload), map_location=map_location, weights_only=True
+                )
         except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as e:
             raise ValueError(
                 f"{filename!r} is not a readable ember param-store file (only tensors, numbers "
@@ -494,16 +635,26 @@ class ParamStoreDict:
             raise ValueError(
                 f"{filename!r} is not an ember param-store file (written by ParamStore.save)"
             )
-        if state.get("version") != _FILE_VERSION:
+        if state.get("version") not in _READABLE_VERSIONS:
             raise ValueError(
                 f"{filename!r}: unsupported param-store version {state.get('version')}"
+            )
+        if state.get("version") >= 2 and payload is None:
+            raise ValueError(
+                f"{filename!r}: a version {state['version']} param-store file without its "
+                "checksum header; it cannot be verified and is refused"
             )
         params = {}
         constraints = {}
         for name, value in state["params"].items():
             if not isinstance(name, str) or not isinstance(value, torch.Tensor):
                 raise ValueError(f"{filename!r}: malformed parameter entry {name!r}")
-            params[name] = value.detach().requires_grad_(value.is_floating_point())
+            if not value.is_floating_point():
+                raise ValueError(
+                    f"{filename!r}: parameter {name!r} has dtype {value.dtype}; parameters are "
+                    "floating point"
+                )
+            params[name] = value.detach().requires_grad_(True)
             record = state["constraints"].get(name, {"name": "real", "args": {}})
             constraints[name] = _decode_constraint(record, map_location)
         self.set_state({"params": params, "constraints": constraints})
@@ -537,6 +688,41 @@ class ParamStoreDict:
             state["constraints"] = inner["constraints"]
             self.clear()
             self.set_state(old_state)
+
+
+def same_constraint(a, b) -> bool:
+    """Whether constraints ``a`` and ``b`` are the same: one object, or one class with equal
+    arguments (numbers, tensors, nested constraints).
+
+    Example::
+
+        >>> from ember.distributions import constraints
+        >>> same_constraint(constraints.interval(0.0, 1.0), constraints.interval(0.0, 1.0))
+        True
+        >>> same_constraint(constraints.positive, constraints.greater_than(1.0))
+        False
+    """
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    va, vb = vars(a), vars(b)
+    if va.keys() != vb.keys():
+        return False
+    for key, x in va.items():
+        y = vb[key]
+        if x is y:
+            continue
+        if isinstance(x, _tc.Constraint) or isinstance(y, _tc.Constraint):
+            if not (isinstance(x, _tc.Constraint) and same_constraint(x, y)):
+                return False
+        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            x, y = torch.as_tensor(x), torch.as_tensor(y)
+            if x.shape != y.shape or not torch.equal(x, y.to(x.dtype)):
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 def _check_constraint(name, value, constraint) -> None:

@@ -37,6 +37,7 @@ from ember.poutine.infer_config_messenger import InferConfigMessenger
 from ember.poutine.lift_messenger import LiftMessenger
 from ember.poutine.markov_messenger import MarkovMessenger
 from ember.poutine.mask_messenger import MaskMessenger
+from ember.poutine.reparam_messenger import ReparamHandler, ReparamMessenger
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.runtime import NonlocalExit
 from ember.poutine.scale_messenger import ScaleMessenger
@@ -58,6 +59,8 @@ __all__ = [
     "MarkovMessenger",
     "MaskMessenger",
     "NotCallableError",
+    "ReparamHandler",
+    "ReparamMessenger",
     "ReplayMessenger",
     "ScaleMessenger",
     "SeedMessenger",
@@ -77,6 +80,7 @@ __all__ = [
     "markov",
     "mask",
     "queue",
+    "reparam",
     "replay",
     "scale",
     "seed",
@@ -182,6 +186,7 @@ lift = make_handler(LiftMessenger, "lift")
 markov = make_handler(MarkovMessenger, "markov", iterable=True)
 mask = make_handler(MaskMessenger, "mask")
 replay = make_handler(ReplayMessenger, "replay")
+reparam = make_handler(ReparamMessenger, "reparam")
 scale = make_handler(ScaleMessenger, "scale")
 seed = make_handler(SeedMessenger, "seed")
 substitute = make_handler(SubstituteMessenger, "substitute")

@@ -65,6 +65,8 @@ class TraceMessenger(Messenger):
             return
         if self.param_only and msg["type"] != "param":
             return
+        if msg["infer"].get("_do_not_trace") and not msg["is_observed"]:
+            return  # an auxiliary latent that exists only inside a reparameterizer
         trace = self.trace
         if name in trace.nodes:
             trace._add_site(name, msg.copy())  # raises for a duplicate sample site

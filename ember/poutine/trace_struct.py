@@ -249,11 +249,17 @@ class Trace:
     def log_prob_sum(self, site_filter: Callable = _all_sites):
         """Sum of the scaled, masked log-densities of all sample sites (cached per site).
 
-        Returns ``0.0`` when there is no sample site.
+        Returns ``0.0`` when there is no sample site. The index sites of subsampled
+        plates (whose density is zero) are left out, so that the sum has the dtype of
+        the model's own log-densities.
         """
         result = None
         for name, site in self.nodes.items():
-            if site["type"] == "sample" and (site_filter is _all_sites or site_filter(name, site)):
+            if (
+                site["type"] == "sample"
+                and (site_filter is _all_sites or site_filter(name, site))
+                and not site_is_subsample(site)
+            ):
                 lp_sum = site.get("log_prob_sum")
                 if lp_sum is None:
                     lp = site.get("log_prob")

@@ -36,6 +36,7 @@ from torch.distributions import constraints
 
 from ember.distributions.rejector import Rejector
 from ember.distributions.score_parts import ScoreParts
+from ember.distributions.testing.naive_dirichlet import GammaBetaSampler, GammaDirichletSampler
 from ember.distributions.torch import Beta, Dirichlet, Gamma
 from ember.distributions.util import weakmethod
 
@@ -222,7 +223,7 @@ class ShapeAugmentedGamma(Gamma):
         return ScoreParts(log_prob=log_prob, score_function=score_function, entropy_term=log_prob)
 
 
-class ShapeAugmentedDirichlet(Dirichlet):
+class ShapeAugmentedDirichlet(GammaDirichletSampler, Dirichlet):
     """:class:`~ember.distributions.Dirichlet` by normalizing :class:`ShapeAugmentedGamma` draws.
 
     Gradients are the pathwise ones through the Gamma draws; the score of the
@@ -240,19 +241,8 @@ class ShapeAugmentedDirichlet(Dirichlet):
         c = self.concentration
         self._gamma = ShapeAugmentedGamma(c, torch.ones_like(c), boost, validate_args=False)
 
-    def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        new = self.__new__(type(self)) if _instance is None else _instance
-        new = super().expand(batch_shape, _instance=new)
-        new._gamma = self._gamma.expand(batch_shape + self.event_shape)
-        return new
 
-    def rsample(self, sample_shape=_EMPTY):
-        gammas = self._gamma.rsample(sample_shape)
-        return gammas / gammas.sum(-1, keepdim=True)
-
-
-class ShapeAugmentedBeta(Beta):
+class ShapeAugmentedBeta(GammaBetaSampler, Beta):
     """:class:`~ember.distributions.Beta` drawn from a pair of :class:`ShapeAugmentedGamma` draws.
 
     Gradients are the pathwise ones through the Gamma draws; the score of the
@@ -270,14 +260,3 @@ class ShapeAugmentedBeta(Beta):
         super().__init__(concentration1, concentration0, validate_args=validate_args)
         both = torch.stack([self.concentration1, self.concentration0], -1)
         self._gamma = ShapeAugmentedGamma(both, torch.ones_like(both), boost, validate_args=False)
-
-    def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        new = self.__new__(type(self)) if _instance is None else _instance
-        new = super().expand(batch_shape, _instance=new)
-        new._gamma = self._gamma.expand(batch_shape + (2,))
-        return new
-
-    def rsample(self, sample_shape=_EMPTY):
-        gammas = self._gamma.rsample(sample_shape)
-        return gammas[..., 0] / gammas.sum(-1)

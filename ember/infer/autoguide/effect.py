@@ -40,7 +40,12 @@ from ember.distributions.delta import Delta
 from ember.distributions.torch import Normal, TransformedDistribution
 from ember.distributions.transforms import AffineTransform
 from ember.infer.autoguide.initialization import init_to_feasible, init_to_mean
-from ember.infer.autoguide.utils import deep_getattr, deep_setattr, helpful_support_errors
+from ember.infer.autoguide.utils import (
+    check_init_scale,
+    deep_getattr,
+    deep_setattr,
+    helpful_support_errors,
+)
 from ember.nn.module import PyroModule, PyroParam, pyro_method
 from ember.ops.tensor_utils import periodic_repeat
 from ember.poutine.broadcast import broadcast_to_plates
@@ -220,20 +225,62 @@ class AutoMessenger(GuideMessenger, PyroModule):
         return transform.inv(constrained)
 
 
-def _check_init_scale(init_scale) -> float:
-    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
-        raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
-    if not init_scale > 0:
-        raise ValueError(f"Expected init_scale > 0. but got {init_scale!r}")
-    return float(init_scale)
-
-
 def _site_transform(name, prior):
     with helpful_support_errors({"name": name, "fn": prior}):
         return biject_to(prior.support)
 
 
-class AutoNormalMessenger(AutoMessenger):
+class _LocScaleMessenger(AutoMessenger):
+    """The common part of the messenger guides with a learned location and scale
+    per site in the unconstrained space (parameters ``locs.<site>`` and
+    ``scales.<site>``)."""
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        init_loc_fn: Callable = init_to_mean(fallback=init_to_feasible),
+        init_scale: float = 0.1,
+        amortized_plates: Sequence[str] = (),
+    ):
+        self._init_scale = check_init_scale(init_scale)
+        super().__init__(model, amortized_plates=amortized_plates)
+        self.init_loc_fn = init_loc_fn
+
+    def _initial_unconstrained(self, name: str, prior):
+        """The site's bijection to the unconstrained space, its event dim there, and
+        the initial unconstrained value, shaped for the site's parameters."""
+        transform = _site_transform(name, prior)
+        event_dim = transform.domain.event_dim
+        with torch.no_grad():
+            init_loc = self._adjust_plates(
+                self._init_unconstrained(name, prior, transform), event_dim
+            )
+        return transform, event_dim, init_loc
+
+    def _initial_loc(self, init_loc: torch.Tensor) -> torch.Tensor:
+        return init_loc
+
+    def _add_loc_scale(self, name: str, init_loc: torch.Tensor, event_dim: int) -> None:
+        init_scale = torch.full_like(init_loc, self._init_scale)
+        deep_setattr(self, "locs." + name, PyroParam(init_loc, event_dim=event_dim))
+        deep_setattr(
+            self,
+            "scales." + name,
+            PyroParam(init_scale, constraint=constraints.positive, event_dim=event_dim),
+        )
+
+    def _get_params(self, name: str, prior):
+        try:
+            return deep_getattr(self.locs, name), deep_getattr(self.scales, name)
+        except AttributeError:
+            pass
+        _, event_dim, init_loc = self._initial_unconstrained(name, prior)
+        self._add_loc_scale(name, self._initial_loc(init_loc), event_dim)
+        return self._get_params(name, prior)
+
+
+class AutoNormalMessenger(_LocScaleMessenger):
     """A messenger guide with a mean-field normal posterior in the unconstrained
     space at each site (parameters ``locs.<site>``, ``scales.<site>``), like
     :class:`~ember.infer.autoguide.AutoNormal` but created site by site as the
@@ -264,9 +311,9 @@ class AutoNormalMessenger(AutoMessenger):
         init_scale: float = 0.1,
         amortized_plates: Sequence[str] = (),
     ):
-        self._init_scale = _check_init_scale(init_scale)
-        super().__init__(model, amortized_plates=amortized_plates)
-        self.init_loc_fn = init_loc_fn
+        super().__init__(
+            model, init_loc_fn=init_loc_fn, init_scale=init_scale, amortized_plates=amortized_plates
+        )
         self._computing_median = False
 
     def get_posterior(self, name: str, prior):
@@ -276,26 +323,6 @@ class AutoNormalMessenger(AutoMessenger):
             return transform(loc)
         base = Normal(loc, scale).to_event(transform.domain.event_dim)
         return TransformedDistribution(base, transform.with_cache())
-
-    def _get_params(self, name: str, prior):
-        try:
-            return deep_getattr(self.locs, name), deep_getattr(self.scales, name)
-        except AttributeError:
-            pass
-        transform = _site_transform(name, prior)
-        event_dim = transform.domain.event_dim
-        with torch.no_grad():
-            init_loc = self._adjust_plates(
-                self._init_unconstrained(name, prior, transform), event_dim
-            )
-            init_scale = torch.full_like(init_loc, self._init_scale)
-        deep_setattr(self, "locs." + name, PyroParam(init_loc, event_dim=event_dim))
-        deep_setattr(
-            self,
-            "scales." + name,
-            PyroParam(init_scale, constraint=constraints.positive, event_dim=event_dim),
-        )
-        return self._get_params(name, prior)
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
@@ -376,13 +403,8 @@ class AutoHierarchicalNormalMessenger(AutoNormalMessenger):
             )
         except AttributeError:
             pass
-        transform = _site_transform(name, prior)
-        event_dim = transform.domain.event_dim
+        transform, event_dim, init_loc = self._initial_unconstrained(name, prior)
         with torch.no_grad():
-            init_loc = self._adjust_plates(
-                self._init_unconstrained(name, prior, transform), event_dim
-            )
-            init_scale = torch.full_like(init_loc, self._init_scale)
             if self.weight_type == "scalar":
                 init_weight = init_loc.new_full((), self._init_weight)
             else:
@@ -390,12 +412,7 @@ class AutoHierarchicalNormalMessenger(AutoNormalMessenger):
             # start at the initial value: subtract the prior mean's contribution
             prior_mean = self._adjust_plates(transform.inv(prior.mean), event_dim)
             init_loc = init_loc - init_weight * prior_mean
-        deep_setattr(self, "locs." + name, PyroParam(init_loc, event_dim=event_dim))
-        deep_setattr(
-            self,
-            "scales." + name,
-            PyroParam(init_scale, constraint=constraints.positive, event_dim=event_dim),
-        )
+        self._add_loc_scale(name, init_loc, event_dim)
         weight_event_dim = None if self.weight_type == "scalar" else event_dim
         deep_setattr(
             self,
@@ -405,7 +422,7 @@ class AutoHierarchicalNormalMessenger(AutoNormalMessenger):
         return self._get_params(name, prior)
 
 
-class AutoRegressiveMessenger(AutoMessenger):
+class AutoRegressiveMessenger(_LocScaleMessenger):
     """A messenger guide whose posterior at each site is the prior (conditioned on
     the upstream posterior samples) pushed through a learned elementwise affine
     map in the unconstrained space: ``transform(loc + scale * transform.inv(z))``
@@ -431,18 +448,6 @@ class AutoRegressiveMessenger(AutoMessenger):
         (True, True)
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        *,
-        init_loc_fn: Callable = init_to_mean(fallback=init_to_feasible),
-        init_scale: float = 0.1,
-        amortized_plates: Sequence[str] = (),
-    ):
-        self._init_scale = _check_init_scale(init_scale)
-        super().__init__(model, amortized_plates=amortized_plates)
-        self.init_loc_fn = init_loc_fn
-
     def get_posterior(self, name: str, prior):
         transform = _site_transform(name, prior)
         loc, scale = self._get_params(name, prior)
@@ -451,23 +456,6 @@ class AutoRegressiveMessenger(AutoMessenger):
             prior, [transform.inv.with_cache(), affine, transform.with_cache()]
         )
 
-    def _get_params(self, name: str, prior):
-        try:
-            return deep_getattr(self.locs, name), deep_getattr(self.scales, name)
-        except AttributeError:
-            pass
-        transform = _site_transform(name, prior)
-        event_dim = transform.domain.event_dim
-        with torch.no_grad():
-            init_loc = self._adjust_plates(
-                self._init_unconstrained(name, prior, transform), event_dim
-            )
-            init_loc = init_loc * (1 - self._init_scale)
-            init_scale = torch.full_like(init_loc, self._init_scale)
-        deep_setattr(self, "locs." + name, PyroParam(init_loc, event_dim=event_dim))
-        deep_setattr(
-            self,
-            "scales." + name,
-            PyroParam(init_scale, constraint=constraints.positive, event_dim=event_dim),
-        )
-        return self._get_params(name, prior)
+    def _initial_loc(self, init_loc: torch.Tensor) -> torch.Tensor:
+        # The affine map starts near the identity: loc shrunk as scale is below 1.
+        return init_loc * (1 - self._init_scale)

@@ -30,10 +30,15 @@ from ember import poutine
 from ember.distributions import constraints
 from ember.distributions.delta import Delta
 from ember.distributions.torch import MultivariateNormal
-from ember.infer.autoguide.dependencies import get_dependencies, is_sample_site
 from ember.infer.autoguide.guides import AutoGuide
 from ember.infer.autoguide.initialization import InitMessenger, init_to_feasible
-from ember.infer.autoguide.utils import deep_getattr, deep_setattr, helpful_support_errors
+from ember.infer.autoguide.utils import (
+    check_init_scale,
+    deep_getattr,
+    deep_setattr,
+    helpful_support_errors,
+)
+from ember.infer.inspect import get_dependencies, is_sample_site
 from ember.nn.module import PyroModule, PyroParam
 from ember.ops.tensor_utils import precision_to_scale_tril
 from ember.poutine.runtime import am_i_wrapped, get_mask
@@ -154,11 +159,7 @@ class AutoGaussian(AutoGuide):
         init_scale: float = 0.1,
         backend: Optional[str] = None,
     ):
-        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
-            raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0. but got {init_scale!r}")
-        self._init_scale = float(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         self._original_model = (model,)
         super().__init__(InitMessenger(init_loc_fn)(model))
 

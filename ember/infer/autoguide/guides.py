@@ -73,6 +73,7 @@ from ember.distributions.transforms import AffineTransform, affine_autoregressiv
 from ember.distributions.util import eye_like, sum_rightmost
 from ember.infer.autoguide.initialization import InitMessenger, init_to_feasible, init_to_median
 from ember.infer.autoguide.utils import (
+    check_init_scale,
     deep_getattr,
     deep_setattr,
     helpful_support_errors,
@@ -108,14 +109,6 @@ def prototype_hide_fn(msg) -> bool:
     """Whether a message is hidden from the prototype trace: everything except
     latent (unobserved, non-subsample) sample sites."""
     return msg["type"] != "sample" or msg["is_observed"] or site_is_subsample(msg)
-
-
-def _check_init_scale(init_scale) -> float:
-    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
-        raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
-    if not init_scale > 0:
-        raise ValueError(f"Expected init_scale > 0. but got {init_scale!r}")
-    return float(init_scale)
 
 
 def _no_median(*args, **kwargs) -> dict:
@@ -500,7 +493,7 @@ class AutoNormal(AutoGuide):
         self, model, *, init_loc_fn=init_to_feasible, init_scale: float = 0.1, create_plates=None
     ):
         self.init_loc_fn = init_loc_fn
-        self._init_scale = _check_init_scale(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
 
     def _setup_prototype(self, *args, **kwargs):
@@ -668,8 +661,10 @@ class AutoContinuous(AutoGuide):
         return torch.cat(parts)
 
     def get_base_dist(self):
-        """The base distribution of the posterior as a transformed distribution."""
-        raise NotImplementedError
+        """The base distribution of the posterior as a transformed distribution: by
+        default a standard normal over the latent vector (on the device and dtype of
+        ``self.loc``)."""
+        return Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
     def get_transform(self, *args, **kwargs):
         """The transform of :meth:`get_base_dist` that gives the posterior."""
@@ -766,7 +761,7 @@ class AutoDiagonalNormal(AutoContinuous):
     scale_constraint = constraints.softplus_positive
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale: float = 0.1):
-        self._init_scale = _check_init_scale(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
@@ -775,9 +770,6 @@ class AutoDiagonalNormal(AutoContinuous):
         self.scale = PyroParam(
             self.loc.new_full((self.latent_dim,), self._init_scale), self.scale_constraint
         )
-
-    def get_base_dist(self):
-        return Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
     def get_transform(self, *args, **kwargs):
         return AffineTransform(self.loc, self.scale)
@@ -809,7 +801,7 @@ class AutoMultivariateNormal(AutoContinuous):
     scale_tril_constraint = constraints.unit_lower_cholesky
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale: float = 0.1):
-        self._init_scale = _check_init_scale(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
@@ -820,9 +812,6 @@ class AutoMultivariateNormal(AutoContinuous):
 
     def _cholesky(self):
         return self.scale[..., None] * self.scale_tril
-
-    def get_base_dist(self):
-        return Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
     def get_transform(self, *args, **kwargs):
         return LowerCholeskyAffine(self.loc, self._cholesky())
@@ -853,7 +842,7 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     scale_constraint = constraints.softplus_positive
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale: float = 0.1, rank=None):
-        self._init_scale = _check_init_scale(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
             raise ValueError(f"Expected rank > 0 but got {rank!r}")
         self.rank = rank

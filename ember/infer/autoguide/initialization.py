@@ -275,6 +275,11 @@ class InitMessenger(Messenger):
         tensor(2.)
     """
 
+    # A reparameterizer inside this handler runs it first on the original site, so the
+    # reparameterized sites start from the transformed initial value (values already set
+    # are never overwritten, so running twice is harmless).
+    applies_before_reparam = True
+
     def __init__(self, init_fn: Callable):
         if not callable(init_fn):
             raise TypeError(f"InitMessenger: init_fn must be callable, got {init_fn!r}")

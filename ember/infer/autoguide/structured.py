@@ -22,15 +22,16 @@ from ember.distributions import constraints
 from ember.distributions.delta import Delta
 from ember.distributions.torch import Normal
 from ember.distributions.util import eye_like, is_identically_zero
-from ember.infer.autoguide.dependencies import get_dependencies
 from ember.infer.autoguide.guides import AutoGuide
 from ember.infer.autoguide.initialization import InitMessenger, init_to_feasible
 from ember.infer.autoguide.utils import (
+    check_init_scale,
     deep_getattr,
     deep_setattr,
     helpful_support_errors,
     site_frames,
 )
+from ember.infer.inspect import get_dependencies
 from ember.nn.module import PyroModule, PyroParam
 from ember.poutine.runtime import get_mask
 from ember.primitives import sample
@@ -55,7 +56,7 @@ class AutoStructured(AutoGuide):
         ``ember.sample`` (its sample sites are marked auxiliary).
     :param dependencies: a dependency type for all the dependencies the
         posterior has (found from the model with
-        :func:`~ember.infer.autoguide.dependencies.get_dependencies`, oriented
+        :func:`~ember.infer.inspect.get_dependencies`, oriented
         in the model's order), or a dict ``{downstream: {upstream: type}}``. A
         type is ``"linear"`` (a learned matrix, initially zero) or a callable
         mapping the flattened upstream noise to a flattened downstream shift.
@@ -92,11 +93,7 @@ class AutoStructured(AutoGuide):
         self._check_structure(conditionals, dependencies)
         self.conditionals = conditionals
         self.dependencies = dependencies
-        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
-            raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0. but got {init_scale!r}")
-        self._init_scale = float(init_scale)
+        self._init_scale = check_init_scale(init_scale)
         self._original_model = (model,)
         super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
 

@@ -166,3 +166,12 @@ def site_frames(site: dict, what: str = "AutoGuide") -> tuple:
             )
         frames.append(frame)
     return tuple(frames)
+
+
+def check_init_scale(init_scale) -> float:
+    """``init_scale`` as a float, or a ``ValueError`` unless it is a positive number."""
+    if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
+        raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
+    if not init_scale > 0:
+        raise ValueError(f"Expected init_scale > 0. but got {init_scale!r}")
+    return float(init_scale)

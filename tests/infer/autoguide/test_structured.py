@@ -11,7 +11,7 @@ import ember.distributions as dist
 from ember import poutine
 from ember.infer import SVI, Trace_ELBO
 from ember.infer.autoguide import AutoStructured
-from ember.infer.autoguide.dependencies import get_dependencies, is_sample_site
+from ember.infer.inspect import get_dependencies, is_sample_site
 from ember.optim import ClippedAdam
 
 
