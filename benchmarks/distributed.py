@@ -107,6 +107,9 @@ def worker(steps: int, out: Path) -> None:
         )
     if world > 1:
         tdist.destroy_process_group()
+        # gloo's background threads can abort the interpreter's shutdown: leave at once
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def run(nproc: int, steps: int) -> dict:

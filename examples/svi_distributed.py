@@ -104,6 +104,11 @@ def main(argv=None) -> int:
     if world > 1:
         tdist.barrier()
         tdist.destroy_process_group()
+        # gloo's background threads can abort the interpreter's shutdown ("terminate called
+        # without an active exception"); everything is written and flushed: leave at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -95,7 +95,7 @@ def test_wrapping_a_torch_optimizer_is_refused():
 
 WORKER = textwrap.dedent(
     """
-    import sys, torch, torch.distributed as tdist
+    import os, sys, torch, torch.distributed as tdist
     import ember, ember.distributions as dist
     from ember.optim import SGD
     from ember.optim.distributed import DistributedOptimizer, get_rank, shard_plate
@@ -127,11 +127,13 @@ WORKER = textwrap.dedent(
     except ValueError as e:
         print(f"rank {rank}: ValueError: {e}", flush=True)
         tdist.destroy_process_group()
-        sys.exit(0)
+        os._exit(0)  # (gloo's threads can abort a normal interpreter shutdown)
     if rank == 0:
         torch.save(unconstrained.detach(), sys.argv[1])
     tdist.barrier()
     tdist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)
     """
 )
 
