@@ -29,7 +29,12 @@ import math
 
 import torch
 
-from ember.ops.gaussian import QuadraticForm, check_information_form
+from ember.ops.gaussian import (
+    QuadraticForm,
+    check_information_form,
+    form_tensordot,
+    sequential_form_tensordot,
+)
 from ember.ops.tensor_utils import precision_to_scale_tril
 
 __all__ = [
@@ -262,33 +267,12 @@ def matrix_and_mvn_to_gamma_gaussian(matrix: torch.Tensor, mvn) -> GammaGaussian
 def gamma_gaussian_tensordot(x: GammaGaussian, y: GammaGaussian, dims: int = 0):
     """Integrate out the ``dims`` variables shared by ``x`` (rightmost) and ``y``
     (leftmost); the scale ``s`` is shared, not integrated."""
-    na, nc = x.dim() - dims, y.dim() - dims
-    if na < 0 or nc < 0:
-        raise ValueError(
-            f"gamma_gaussian_tensordot: cannot contract {dims} variables of forms over "
-            f"{x.dim()} and {y.dim()}"
-        )
-    joint = x.event_pad(right=nc) + y.event_pad(left=na)
-    if dims == 0:
-        return joint
-    perm = list(range(na)) + list(range(na + dims, na + dims + nc)) + list(range(na, na + dims))
-    return joint.event_permute(perm).marginalize(right=dims)
+    return form_tensordot(x, y, dims, "gamma_gaussian_tensordot")
 
 
 def sequential_gamma_gaussian_tensordot(g: GammaGaussian) -> GammaGaussian:
     """Contract a chain of forms over ``(x_{t-1}, x_t)`` along the rightmost batch dim
     (time) in ``log2(T)`` rounds: the form over ``(x_0, x_T)``."""
-    if g.dim() % 2:
-        raise ValueError(
-            "sequential_gamma_gaussian_tensordot: needs an even number of variables "
-            f"(x_prev, x_curr), got {g.dim()}"
-        )
-    state_dim = g.dim() // 2
-    while g.batch_shape[-1] > 1:
-        T = g.batch_shape[-1]
-        even = T - T % 2
-        contracted = gamma_gaussian_tensordot(g[..., 0:even:2], g[..., 1:even:2], state_dim)
-        if T % 2:
-            contracted = GammaGaussian.cat([contracted, g[..., T - 1 : T]], dim=-1)
-        g = contracted
-    return g[..., 0]
+    return sequential_form_tensordot(
+        g, gamma_gaussian_tensordot, "sequential_gamma_gaussian_tensordot"
+    )

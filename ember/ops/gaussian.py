@@ -36,11 +36,13 @@ __all__ = [
     "Gaussian",
     "QuadraticForm",
     "check_information_form",
+    "form_tensordot",
     "safe_cholesky",
     "gaussian_tensordot",
     "matrix_and_gaussian_to_gaussian",
     "matrix_and_mvn_to_gaussian",
     "mvn_to_gaussian",
+    "sequential_form_tensordot",
     "sequential_gaussian_filter_sample",
     "sequential_gaussian_tensordot",
 ]
@@ -526,18 +528,15 @@ def matrix_and_mvn_to_gaussian(matrix: torch.Tensor, mvn, _force_dense: bool = F
     return matrix_and_gaussian_to_gaussian(matrix, mvn_to_gaussian(mvn))
 
 
-def gaussian_tensordot(x: Gaussian, y: Gaussian, dims: int = 0) -> Gaussian:
-    """Integrate out the ``dims`` variables shared by ``x`` (its rightmost) and ``y``
-    (its leftmost): ``log int exp(x(a, b) + y(b, c)) db``, a Gaussian over ``(a, c)``."""
-    if isinstance(x, AffineNormal):
-        x = x.to_gaussian()
-    if isinstance(y, AffineNormal):
-        y = y.to_gaussian()
+def form_tensordot(x: QuadraticForm, y: QuadraticForm, dims: int, owner: str):
+    """Integrate out the ``dims`` variables shared by the forms ``x`` (its rightmost)
+    and ``y`` (its leftmost): pad both to ``(a, b, c)``, add, move ``b`` last and
+    marginalize it. The one contraction behind :func:`gaussian_tensordot` and
+    ``gamma_gaussian_tensordot``."""
     na, nc = x.dim() - dims, y.dim() - dims
     if na < 0 or nc < 0:
         raise ValueError(
-            f"gaussian_tensordot: cannot contract {dims} variables of Gaussians over "
-            f"{x.dim()} and {y.dim()}"
+            f"{owner}: cannot contract {dims} variables of forms over {x.dim()} and {y.dim()}"
         )
     joint = x.event_pad(right=nc) + y.event_pad(left=na)
     if dims == 0:
@@ -546,26 +545,42 @@ def gaussian_tensordot(x: Gaussian, y: Gaussian, dims: int = 0) -> Gaussian:
     return joint.event_permute(perm).marginalize(right=dims)
 
 
+def sequential_form_tensordot(form: QuadraticForm, tensordot, owner: str):
+    """Contract a chain of forms over ``(x_{t-1}, x_t)`` along the rightmost batch dim
+    (time) with ``tensordot(x, y, state_dim)``, in ``log2(T)`` rounds of pairwise
+    contractions: the form over ``(x_0, x_T)``."""
+    if form.dim() % 2:
+        raise ValueError(
+            f"{owner}: needs an even number of variables (x_prev, x_curr), got {form.dim()}"
+        )
+    state_dim = form.dim() // 2
+    while form.batch_shape[-1] > 1:
+        T = form.batch_shape[-1]
+        even = T - T % 2
+        contracted = tensordot(form[..., 0:even:2], form[..., 1:even:2], state_dim)
+        if T % 2:
+            contracted = type(contracted).cat([contracted, form[..., T - 1 : T]], dim=-1)
+        form = contracted
+    return form[..., 0]
+
+
+def gaussian_tensordot(x: Gaussian, y: Gaussian, dims: int = 0) -> Gaussian:
+    """Integrate out the ``dims`` variables shared by ``x`` (its rightmost) and ``y``
+    (its leftmost): ``log int exp(x(a, b) + y(b, c)) db``, a Gaussian over ``(a, c)``."""
+    if isinstance(x, AffineNormal):
+        x = x.to_gaussian()
+    if isinstance(y, AffineNormal):
+        y = y.to_gaussian()
+    return form_tensordot(x, y, dims, "gaussian_tensordot")
+
+
 def sequential_gaussian_tensordot(gaussian: Gaussian) -> Gaussian:
     """Contract a chain of Gaussians over ``(x_{t-1}, x_t)`` along the rightmost batch
     dim (time): the Gaussian over ``(x_0, x_T)`` with every state between integrated
     out, in ``log2(T)`` rounds of pairwise contractions."""
     if isinstance(gaussian, AffineNormal):
         gaussian = gaussian.to_gaussian()
-    if gaussian.dim() % 2:
-        raise ValueError(
-            f"sequential_gaussian_tensordot: needs an even number of variables (x_prev, "
-            f"x_curr), got {gaussian.dim()}"
-        )
-    state_dim = gaussian.dim() // 2
-    while gaussian.batch_shape[-1] > 1:
-        T = gaussian.batch_shape[-1]
-        even = T - T % 2
-        contracted = gaussian_tensordot(gaussian[..., 0:even:2], gaussian[..., 1:even:2], state_dim)
-        if T % 2:
-            contracted = Gaussian.cat([contracted, gaussian[..., T - 1 : T]], dim=-1)
-        gaussian = contracted
-    return gaussian[..., 0]
+    return sequential_form_tensordot(gaussian, gaussian_tensordot, "sequential_gaussian_tensordot")
 
 
 def sequential_gaussian_filter_sample(
