@@ -43,6 +43,8 @@ class TorchDistributionMixin(Distribution, Callable):
 
     # Set on classes that use ember's fast validation (see validation.enable_fast_validation).
     _ember_fast_validation = False
+    # Whether draws are remembered as valid (see validation.remember_valid).
+    _ember_remembers_draws = True
 
     def __init__(self, *args, **kwargs):
         # torch's Distribution.__init__ ends with super().__init__(), which lands here once

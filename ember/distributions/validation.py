@@ -741,7 +741,20 @@ def enable_fast_validation(cls):
         method = getattr(cls, name, None)
         if inspect.isfunction(method) and not getattr(method, "_ember_records_draws", False):
             setattr(cls, name, _recording(method))
+    cls._ember_remembers_draws = _remembers_draws(cls)
     return cls
+
+
+def _remembers_draws(cls) -> bool:
+    """Whether draws of ``cls`` may be worth remembering (see :func:`remember_valid`).
+
+    False when the class's support is a range constraint set on the class: deciding
+    it takes one reduction, so copying and comparing draws would cost more. Not
+    remembering is always safe (``log_prob`` then checks), so a support an instance
+    replaces later needs no care here.
+    """
+    support = inspect.getattr_static(cls, "support", None)
+    return not (isinstance(support, _tc.Constraint) and constraint_form(support) is not None)
 
 
 def record_draws(cls) -> None:
@@ -755,6 +768,7 @@ def record_draws(cls) -> None:
         method = cls.__dict__.get(name)
         if inspect.isfunction(method) and not getattr(method, "_ember_records_draws", False):
             setattr(cls, name, _recording(method))
+    cls._ember_remembers_draws = _remembers_draws(cls)
 
 
 def _recording(method):
@@ -764,14 +778,16 @@ def _recording(method):
 
         def draw(self, sample_shape=default):
             x = method(self, sample_shape)
-            remember_valid(self, x)
+            if self._ember_remembers_draws:
+                remember_valid(self, x)
             return x
 
     else:
 
         def draw(self, *args, **kwargs):
             x = method(self, *args, **kwargs)
-            remember_valid(self, x)
+            if self._ember_remembers_draws:
+                remember_valid(self, x)
             return x
 
     draw = functools.wraps(method)(draw)
@@ -794,10 +810,12 @@ def remember_valid(dist, x) -> None:
     holding the same values. Neither the version counter nor the storage address
     proves that: writes through ``x.data``, ``x.numpy()`` or another alias of the
     memory change the values without bumping the counter. So a copy of the values
-    is kept and compared exactly (``torch.equal``, one pass over memory, cheaper
-    than most support checks); any difference, or a NaN, means a full check.
-    Nothing is remembered when ``dist`` does not validate, for anything that is
-    not a tensor, or for draws above :data:`MAX_REMEMBERED_DRAW` entries.
+    is kept and compared exactly (``torch.equal``, one pass over memory); any
+    difference, or a NaN, means a full check. That pays only where the support
+    check costs more than the copy and the comparison: nothing is remembered for a
+    support that is a range (one reduction decides it, see :func:`decide`), for a
+    single entry, when ``dist`` does not validate, for anything that is not a
+    tensor, or for draws above :data:`MAX_REMEMBERED_DRAW` entries.
 
     Example::
 
@@ -811,8 +829,11 @@ def remember_valid(dist, x) -> None:
         ValueError: Expected value argument (Tensor of shape (3,)) of Gamma.log_prob ...
     """
     try:
-        if not dist._validate_args or x.numel() > MAX_REMEMBERED_DRAW or x.is_meta:
+        n = x.numel()
+        if n <= 1 or n > MAX_REMEMBERED_DRAW or x.is_meta or not dist._validate_args:
             return
+        if constraint_form(dist.support) is not None:
+            return  # one reduction decides a range: cheaper than copying and comparing
         # (a tensor's version counter has no public accessor but ``_version``)
         dist.__dict__["_ember_known_valid"] = (_weak(x), x._version, x.detach().clone())
     except (TypeError, AttributeError, RuntimeError):

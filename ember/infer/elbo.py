@@ -51,10 +51,11 @@ class ParticleEstimate(NamedTuple):
     traces: Sequence
 
 
-def _as_tensor(value) -> torch.Tensor:
+def _negated(value) -> torch.Tensor:
+    """``0.0 - value`` as a tensor (not ``-value``: a zero stays +0.0)."""
     if isinstance(value, torch.Tensor):
-        return value
-    return torch.tensor(float(value))
+        return torch.rsub(value, 0.0)
+    return torch.tensor(0.0 - float(value))
 
 
 def _particle_mean(value):
@@ -208,8 +209,8 @@ class ELBO:
                 elbo = elbo / self.num_particles
                 surrogate = elbo if same else surrogate / self.num_particles
         # (0.0 - x rather than -x: a zero loss stays +0.0)
-        loss = _as_tensor(0.0 - elbo)
-        surrogate_loss = loss if surrogate is elbo else _as_tensor(0.0 - surrogate)
+        loss = _negated(elbo)
+        surrogate_loss = loss if surrogate is elbo else _negated(surrogate)
         return loss, surrogate_loss, traces
 
     def loss_and_surrogate(

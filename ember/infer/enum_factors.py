@@ -274,15 +274,46 @@ def site_log_prob(site) -> torch.Tensor:
     if infer:
         support = infer.get(SUPPORT_VALUE_KEY)
         if support is not None and support is value:
-            table = support_log_prob(fn, infer["_enumerate_dim"])
-            # the tensor may have been written in place since (through .data or an alias,
-            # unseen by its version counter): use the table only if it still holds 0..K-1
-            if table is not None and torch.equal(
-                value.reshape(-1),
-                torch.arange(value.numel(), dtype=value.dtype, device=value.device),
-            ):
-                return table
+            dim = infer["_enumerate_dim"]
+            table = support_log_prob(fn, dim)
+            # The tensor may have been written in place since (through .data or an alias,
+            # unseen by its version counter), so the table's rows are picked by its values.
+            if table is not None:
+                if value.is_cpu:  # reading K values costs less than any kernel
+                    if value.reshape(-1).tolist() == list(range(value.numel())):
+                        return table
+                elif not fn._validate_args:  # no host sync: pick rows by the values
+                    return pick_support_rows(table, value, dim)
+                elif torch.equal(  # validating: the values must lie in the support
+                    value.reshape(-1),
+                    torch.arange(value.numel(), dtype=value.dtype, device=value.device),
+                ):
+                    return table
     return fn.log_prob(value)
+
+
+def pick_support_rows(table: torch.Tensor, value: torch.Tensor, dim: int) -> torch.Tensor:
+    """The rows of ``table`` (``fn.log_prob`` of each value of ``fn``'s support, along
+    ``dim``, see :func:`support_log_prob`) that the enumerated ``value`` holds.
+
+    While ``value`` holds ``0, ..., K-1`` along ``dim`` this is ``table`` itself; after
+    an in-place edit that permutes the values it is still ``fn.log_prob(value)``, with
+    no comparison read back to the host. Values outside the support give what
+    unvalidated input gives anywhere: no check (an index out of range raises).
+
+    Example::
+
+        >>> table = torch.tensor([[-0.1], [-2.0], [-3.0]])
+        >>> pick_support_rows(table, torch.tensor([[2], [0], [1]]), -2).flatten()
+        tensor([-3.0000, -0.1000, -2.0000])
+    """
+    flat = value.reshape(-1)
+    if flat.is_floating_point():  # Bernoulli: rows 0 and 1
+        rows = torch.where(
+            flat.reshape(value.shape) != 0, table.narrow(dim, 1, 1), table.narrow(dim, 0, 1)
+        )
+        return rows
+    return table.index_select(dim, flat)
 
 
 def _own_point_log_density(fn, value):

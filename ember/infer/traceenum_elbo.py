@@ -56,6 +56,7 @@ from ember.ops.einsum import align_dims
 from ember.poutine.enum_messenger import EnumMessenger
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.subsample_messenger import site_is_subsample
+from ember.poutine.trace_messenger import TraceMessenger, trace_run
 from ember.util import is_validation_enabled
 
 __all__ = ["JitTraceEnum_ELBO", "TraceEnum_ELBO", "check_traceenum_requirements"]
@@ -138,15 +139,11 @@ def _run_traced(fn, handler, args, kwargs):
     guide trace must draw the guide's subsample); the factors skip them.
     """
 
-    def run(*args, **kwargs):
-        with handler:
-            return fn(*args, **kwargs)
-
-    traced = poutine.trace(run)
+    msngr = TraceMessenger()
     try:
-        return traced.get_trace(*args, **kwargs)
+        return trace_run(fn, args, kwargs, inner=handler, msngr=msngr)
     except _NewSequentialSite as site:
-        site.partial = traced.trace
+        site.partial = msngr.trace
         raise
 
 
@@ -528,13 +525,13 @@ class TraceEnum_ELBO(ELBO):
 
     # ------------------------------------------------------------ one particle
     def _particle(self, model, guide, args, kwargs, max_plate_nesting, particles=None, traces=None):
-        """``(loss, surrogate_loss, enumerated_anything)`` for one particle (loss = -ELBO).
+        """``(elbo, surrogate_elbo, enumerated_anything)`` for one particle.
 
         With vectorized particles (``particles`` names their plate) the values are
         summed over the particles; each score-function term only sees the costs
         of its own particle, as of its own element of any other plate.
         """
-        loss = surrogate = None
+        elbo = surrogate = None
         found_enum = False
         for guide_trace, _ in self._guide_branches(guide, args, kwargs, max_plate_nesting, traces):
             terms = _guide_terms(guide_trace, max_plate_nesting)
@@ -544,14 +541,14 @@ class TraceEnum_ELBO(ELBO):
                 model, guide_trace, averager.guide_ordinals, args, kwargs, max_plate_nesting, traces
             )
             found_enum = found_enum or model_enumerated
-            # loss = sum of guide terms - sum of model terms
+            # elbo = sum of model terms - sum of guide terms
             plus, plus_surrogate = [], []
-            for cost in terms.costs:
+            for cost in costs:
                 value, value_surrogate = averager.expect(cost)
                 plus.append(value)
                 plus_surrogate.append(value_surrogate)
             minus, minus_surrogate = [], []
-            for cost in costs:
+            for cost in terms.costs:
                 value, value_surrogate = averager.expect(cost)
                 minus.append(value)
                 minus_surrogate.append(value_surrogate)
@@ -562,9 +559,9 @@ class TraceEnum_ELBO(ELBO):
                 branch_surrogate = value
             else:
                 branch_surrogate = _signed_sum(plus_surrogate, minus_surrogate)
-            loss = _plus(loss, value)
+            elbo = _plus(elbo, value)
             surrogate = branch_surrogate if surrogate is None else surrogate + branch_surrogate
-        return loss, surrogate, found_enum
+        return elbo, surrogate, found_enum
 
     def _model_costs(
         self, model, guide_trace, guide_ordinals, args, kwargs, max_plate_nesting, traces=None
@@ -763,7 +760,7 @@ class TraceEnum_ELBO(ELBO):
             max_plate_nesting += 1
             particles = VECTORIZED_PARTICLES_PLATE
         traces = []
-        loss, surrogate_loss, found_enum = self._particle(
+        elbo, surrogate_elbo, found_enum = self._particle(
             model, guide, args, kwargs, max_plate_nesting, particles, traces
         )
         if (
@@ -781,12 +778,10 @@ class TraceEnum_ELBO(ELBO):
             )
         if particles is not None:  # summed over the particles: their average
             n = self.num_particles
-            if surrogate_loss is loss:
-                loss = surrogate_loss = loss / n
+            if surrogate_elbo is elbo:
+                elbo = surrogate_elbo = elbo / n
             else:
-                loss, surrogate_loss = loss / n, surrogate_loss / n
-        elbo = -loss
-        surrogate_elbo = elbo if surrogate_loss is loss else -surrogate_loss
+                elbo, surrogate_elbo = elbo / n, surrogate_elbo / n
         return ParticleEstimate(elbo, surrogate_elbo, traces)
 
 

@@ -411,7 +411,11 @@ class ParamStoreDict:
         """
         if name in self._params:
             value = self[name]
-            self._check_reuse(name, value, init_constrained_value, constraint)
+            if constraint is not _tc.real or (
+                isinstance(init_constrained_value, torch.Tensor)
+                and init_constrained_value.shape != value.shape
+            ):
+                self._check_reuse(name, value, init_constrained_value, constraint)
             return value
         if callable(init_constrained_value) and not isinstance(
             init_constrained_value, torch.Tensor

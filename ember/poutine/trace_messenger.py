@@ -145,11 +145,18 @@ def _run_traced(msngr: TraceMessenger, fn: Callable, args, kwargs, inner=None):
 
 
 def trace_run(
-    fn: Callable, args=(), kwargs=None, graph_type: str | None = None, inner=None
+    fn: Callable,
+    args=(),
+    kwargs=None,
+    graph_type: str | None = None,
+    inner=None,
+    msngr: TraceMessenger | None = None,
 ) -> Trace:
     """The trace of one run of ``fn(*args, **kwargs)``, with the handler ``inner`` (e.g. a
     ``ReplayMessenger``) inside the trace: ``trace(inner(fn)).get_trace(*args, **kwargs)``
-    without building the wrapped functions.
+    without building the wrapped functions. A caller that needs the partial trace when
+    ``fn`` raises passes its own ``msngr`` (a fresh ``TraceMessenger``) and reads
+    ``msngr.trace``.
 
     Example::
 
@@ -159,6 +166,7 @@ def trace_run(
         >>> list(tr.nodes)
         ['_INPUT', 'z', '_RETURN']
     """
-    msngr = TraceMessenger(graph_type=graph_type)
+    if msngr is None:
+        msngr = TraceMessenger(graph_type=graph_type)
     _run_traced(msngr, fn, args, {} if kwargs is None else kwargs, inner)
     return msngr.trace

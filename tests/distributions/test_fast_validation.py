@@ -282,29 +282,41 @@ def test_wrong_shapes_raise_with_the_shapes():
 # --- values: own samples are trusted, everything else is checked -----------------------------
 
 
-class CountingNormal(dist.Normal):
-    """A Normal that counts how often its support is looked up (= value checks)."""
+class CountingDirichlet(dist.Dirichlet):
+    """A Dirichlet that counts how often its support is looked up (= value checks)."""
 
     lookups = 0
 
     @property
     def support(self):
         type(self).lookups += 1
-        return constraints.real
+        return constraints.simplex
 
 
 def test_own_sample_skips_the_support_check_but_observed_values_do_not():
-    d = CountingNormal(torch.zeros(3), 1.0)
-    before = CountingNormal.lookups
+    d = CountingDirichlet(torch.ones(2, 3))
     for draw in (d.sample, d.rsample, d, lambda: d.sample((2,))):
-        d.log_prob(draw())  # the latest draw is remembered
-    assert CountingNormal.lookups == before
-    d.log_prob(torch.zeros(3))
-    assert CountingNormal.lookups == before + 1
+        x = draw()  # the latest draw is remembered
+        before = CountingDirichlet.lookups
+        d.log_prob(x)
+        assert CountingDirichlet.lookups == before
+    d.log_prob(torch.full((2, 3), 1 / 3))
+    assert CountingDirichlet.lookups == before + 1
     x = d.sample()
-    x.add_(1.0)  # changed in place: no longer trusted
+    x.mul_(1.0)  # changed in place: no longer trusted
+    before = CountingDirichlet.lookups
     d.log_prob(x)
-    assert CountingNormal.lookups == before + 2
+    assert CountingDirichlet.lookups == before + 1
+
+
+def test_own_sample_of_a_range_support_is_checked_without_a_copy():
+    # one reduction decides a range: cheaper than remembering a copy of the draw
+    d = dist.Normal(torch.zeros(3), 1.0)
+    x = d.sample()
+    assert "_ember_known_valid" not in vars(d)
+    x.data[0] = float("nan")
+    with pytest.raises(ValueError, match="Normal.log_prob"):
+        d.log_prob(x)
 
 
 def test_changed_sample_and_foreign_sample_are_checked():

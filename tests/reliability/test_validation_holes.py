@@ -78,3 +78,45 @@ def test_reusing_a_parameter_name_with_another_constraint_is_refused():
     ember.param("b", torch.ones(2))
     with pytest.raises(ValueError, match="constraint is fixed when the parameter is created"):
         ember.param("b", torch.ones(2), constraint=constraints.positive)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("family", ["categorical", "bernoulli"])
+def test_an_enumerated_site_edited_in_place_scores_its_new_values(family, validate):
+    from ember.infer.enum_factors import site_log_prob
+
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])  # batch varies along the plate
+    if family == "categorical":
+        make = lambda: dist.Categorical(probs)  # noqa: E731
+        edited = torch.tensor([2, 0, 1])
+    else:
+        make = lambda: dist.Bernoulli(probs[:, 0])  # noqa: E731
+        edited = torch.tensor([1.0, 0.0])
+
+    def model():
+        with ember.plate("p", 2):
+            ember.sample("z", make(), infer={"enumerate": "parallel"})
+
+    ember.enable_validation(validate)
+    try:
+        tr = ember.poutine.trace(ember.poutine.enum(model, first_available_dim=-2)).get_trace()
+        site = tr.nodes["z"]
+        site["value"].data.copy_(edited.reshape(site["value"].shape))  # version unchanged
+        expected = make().log_prob(site["value"])
+        assert torch.allclose(site_log_prob(site), expected.expand_as(site_log_prob(site)))
+    finally:
+        ember.enable_validation(True)
+
+
+@pytest.mark.parametrize("family", ["categorical", "bernoulli"])
+def test_support_rows_picked_by_value_follow_an_edit(family):
+    # the route taken off the CPU without validation: no host read, rows follow the values
+    from ember.infer.enum_factors import pick_support_rows, support_log_prob
+
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    d = dist.Categorical(probs) if family == "categorical" else dist.Bernoulli(probs[:, 0])
+    value = d.enumerate_support(expand=False)  # shape (K, 1)
+    flipped = value.flip(0)
+    table = support_log_prob(d, -2)
+    assert torch.allclose(pick_support_rows(table, value, -2), d.log_prob(value))
+    assert torch.allclose(pick_support_rows(table, flipped, -2), d.log_prob(flipped))
