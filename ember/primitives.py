@@ -165,6 +165,16 @@ def _masked_observe(name, fn, obs, obs_mask, *args, **kwargs):
     batch_mask = obs_mask.reshape(obs_mask.shape + (1,) * event_dim)
     with MaskMessenger(mask=~obs_mask):
         unobserved = sample(f"{name}_unobserved", fn, *args, **kwargs)
+    batch_shape = unobserved.shape[: unobserved.dim() - event_dim]
+    try:
+        torch.broadcast_shapes(obs_mask.shape, batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"site {name!r}: Invalid obs_mask shape {tuple(obs_mask.shape)}; should be "
+            f"broadcastable to batch_shape = {tuple(batch_shape)}. Hint: obs_mask marks whole "
+            "events as observed, so it has no event dims (event_shape = "
+            f"{tuple(unobserved.shape[unobserved.dim() - event_dim :])})"
+        ) from None
     # Entries that are not observed (often NaN) take the in-support unobserved draw, so
     # validation of the observed site passes; their log-density is masked out anyway.
     filled = torch.where(batch_mask, obs, unobserved.detach())

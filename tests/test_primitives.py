@@ -60,6 +60,20 @@ def test_sample_with_obs_mask_splits_the_site():
         ember.sample("y", dist.Normal(0.0, 1.0), obs=obs, obs_mask=torch.ones(3))
 
 
+def test_obs_mask_with_event_dims_is_refused_naming_the_shapes():
+    data = torch.zeros(3, 2)
+    mask = torch.tensor([[False, False], [False, True], [True, False]])
+
+    def model():
+        with ember.plate("p", 3):
+            ember.sample(
+                "y", dist.MultivariateNormal(torch.zeros(2), torch.eye(2)), obs=data, obs_mask=mask
+            )
+
+    with pytest.raises(ValueError, match=r"'y': Invalid obs_mask shape \(3, 2\).*\(3,\)"):
+        ember.poutine.trace(model).get_trace()
+
+
 def test_factor_adds_log_density_and_broadcasts_in_plate():
     def model():
         ember.factor("f", torch.tensor(-1.5))

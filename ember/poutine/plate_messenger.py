@@ -78,7 +78,7 @@ def block_plate(name: str | None = None, dim: int | None = None, *, strict: bool
     with block_messengers(predicate) as blocked:
         if strict and not blocked:
             raise ValueError(
-                "block_plate: no enclosing plate with "
+                "block_plate matched 0 messengers: no enclosing plate with "
                 + (f"name {name!r}" if name is not None else f"dim {dim}")
             )
         yield

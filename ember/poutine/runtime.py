@@ -435,7 +435,8 @@ class DimAllocator:
             if idx < n and names[idx] is not None:
                 other = names[idx]
                 raise ValueError(
-                    f"plates {other!r} and {name!r} both claim dim={dim}. Each plate in scope "
+                    f"plates {other!r} and {name!r} both claim dim={dim}: they collide at "
+                    f"dim={dim}. Each plate in scope "
                     f"needs its own dim: give {name!r} another dim (e.g. dim={dim - 1}) or leave "
                     "dim unset so it is allocated automatically"
                 )

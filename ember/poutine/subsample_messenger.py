@@ -175,7 +175,7 @@ class SubsampleMessenger(IndepMessenger):
         if shape[dim] != self.size:
             if is_poutine_validation_enabled():
                 what = (
-                    f"ember.param({msg['name']!r}, ..., event_dim={event_dim})"
+                    f"pyro.param (ember.param) {msg['name']!r} with event_dim={event_dim}"
                     if msg["type"] == "param"
                     else f"ember.subsample(..., event_dim={event_dim})"
                 )
