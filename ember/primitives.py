@@ -17,7 +17,7 @@ import torch
 from torch.distributions import constraints
 
 from ember.distributions.delta import Delta
-from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.unit import Unit
 from ember.params.param_store import (
     MODULE_NAMESPACE_DIVIDER,
     get_param_store,
@@ -55,7 +55,6 @@ __all__ = [
     "validation_enabled",
 ]
 
-_EMPTY_SHAPE = torch.Size()
 _get_stack = HANDLER_STACK.get
 _PYRO_PARAM_STORE = get_param_store()  # (read on every ember.param call)
 
@@ -184,38 +183,6 @@ def _masked_observe(name, fn, obs, obs_mask, *args, **kwargs):
     return deterministic(name, value, event_dim=event_dim)
 
 
-class _Unit(TorchDistribution):
-    """A distribution over a single empty value whose log-density is ``log_factor``."""
-
-    arg_constraints = {}
-    support = constraints.real
-
-    def __init__(self, log_factor, has_rsample=None):
-        if not isinstance(log_factor, torch.Tensor):
-            log_factor = torch.as_tensor(log_factor, dtype=torch.get_default_dtype())
-        self.log_factor = log_factor
-        self._has_rsample = has_rsample
-        super().__init__(log_factor.shape, torch.Size([0]), validate_args=False)
-
-    @property
-    def has_rsample(self):
-        return bool(self._has_rsample)
-
-    def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        return _Unit(self.log_factor.expand(batch_shape), self._has_rsample)
-
-    def sample(self, sample_shape=_EMPTY_SHAPE):
-        return self.log_factor.new_empty(torch.Size(sample_shape) + self.batch_shape + (0,))
-
-    def rsample(self, sample_shape=_EMPTY_SHAPE):
-        return self.sample(sample_shape)
-
-    def log_prob(self, value):
-        shape = torch.broadcast_shapes(self.batch_shape, value.shape[:-1])
-        return self.log_factor.expand(shape)
-
-
 def factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | None = None) -> None:
     """Add ``log_factor`` to the model's log-density, as an observed site named ``name``.
 
@@ -226,7 +193,7 @@ def factor(name: str, log_factor: torch.Tensor, *, has_rsample: bool | None = No
         >>> tr.log_prob_sum()
         tensor(-2.)
     """
-    unit = _Unit(log_factor, has_rsample=has_rsample)
+    unit = Unit(log_factor, has_rsample=has_rsample, validate_args=False)
     sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True})
 
 

@@ -37,9 +37,9 @@ def _add(total, term):
 def trace_pair_costs(model_trace, guide_trace) -> MultiFrameTensor:
     """The detached costs ``log p - log q`` of a trace pair, grouped by plates.
 
-    Every model sample site contributes its ``log_prob`` and every latent guide
-    site its ``-log_prob`` (model and guide terms of one site are combined
-    first). The result, summed to a site's plates
+    Every model sample site contributes its ``log_prob`` and every guide sample
+    site (latent or observed, e.g. a guide's ``factor``) its ``-log_prob`` (model
+    and guide terms of one site are combined first). The result, summed to a site's plates
     (:meth:`~ember.infer.util.MultiFrameTensor.sum_to`), is the cost its
     score-function term is weighted by.
     """
@@ -51,15 +51,11 @@ def trace_pair_costs(model_trace, guide_trace) -> MultiFrameTensor:
                 continue
             term = site["log_prob"]
             guide_site = guide_nodes.get(name)
-            if (
-                guide_site is not None
-                and guide_site["type"] == "sample"
-                and not guide_site["is_observed"]
-            ):
+            if guide_site is not None and guide_site["type"] == "sample":
                 term = term - guide_site["log_prob"]
             costs.add((site["cond_indep_stack"], term))
         for name, site in guide_nodes.items():
-            if site["type"] != "sample" or site["is_observed"] or name in model_trace.nodes:
+            if site["type"] != "sample" or name in model_trace.nodes:
                 continue
             costs.add((site["cond_indep_stack"], -site["log_prob"]))
     return costs
@@ -109,7 +105,7 @@ def trace_pair_elbo(model_trace, guide_trace, particle_dim=None):
     entropy_is_log_q = True
     scored = []
     for site in guide_trace.nodes.values():
-        if site["type"] != "sample" or site["is_observed"]:
+        if site["type"] != "sample":  # observed guide sites (a factor) enter log q too
             continue
         lp, sf, ent = site["score_parts"]
         if particle_dim is None:

@@ -121,9 +121,9 @@ class TraceMeanField_ELBO(Trace_ELBO):
             if not is_identically_zero(ent):
                 surrogate = surrogate - particle_sum(ent, particle_dim)
             costs.append((stack, lp, lq))
-        # guide-only (auxiliary) latents still enter log q
+        # guide-only sites (auxiliary latents, observed sites such as a factor) enter log q
         for name, guide_site in guide_nodes.items():
-            if guide_site["type"] != "sample" or guide_site["is_observed"]:
+            if guide_site["type"] != "sample":
                 continue
             if name in model_trace.nodes:
                 continue

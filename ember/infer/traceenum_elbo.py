@@ -54,6 +54,7 @@ from ember.ops.contract import (
 )
 from ember.ops.einsum import align_dims
 from ember.poutine.enum_messenger import EnumMessenger
+from ember.poutine.guide import drop_model_observations
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.subsample_messenger import site_is_subsample
 from ember.poutine.trace_messenger import TraceMessenger, trace_run
@@ -217,7 +218,8 @@ def _guide_terms(guide_trace, max_plate_nesting: int) -> _GuideTerms:
     scores: List[LogFactor] = []
     weights: List[Tuple[LogFactor, int]] = []
     for s in guide_trace.nodes.values():
-        if s["type"] != "sample" or s["is_observed"] or site_is_subsample(s):
+        # (observed guide sites, e.g. a factor, enter log q like latent ones)
+        if s["type"] != "sample" or site_is_subsample(s):
             continue
         infer = s["infer"] or {}
         fn = s["fn"]
@@ -498,6 +500,7 @@ class TraceEnum_ELBO(ELBO):
         def run(fixed, replayed):
             handler = _EnumRun(first, None, _SequentialChoices(fixed, replayed))
             trace = _run_traced(guide, handler, args, kwargs)
+            drop_model_observations(guide, trace)
             if traces is not None:
                 traces.append(trace)
             return trace

@@ -275,9 +275,8 @@ class TraceGraph_ELBO(ELBO):
 
     def _particle(self, model_trace, guide_trace, particle_dim):
         """``(elbo, surrogate_elbo, score_and_baseline)`` for one trace pair."""
-        guide_sites = [
-            s for s in guide_trace.nodes.values() if s["type"] == "sample" and not s["is_observed"]
-        ]
+        # (observed guide sites, e.g. a factor, enter log q like latent ones)
+        guide_sites = [s for s in guide_trace.nodes.values() if s["type"] == "sample"]
         nonreparam = [
             i for i, s in enumerate(guide_sites) if not is_identically_zero(s["score_parts"][1])
         ]

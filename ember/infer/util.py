@@ -16,8 +16,10 @@ from typing import Callable, Dict, Iterable, List, Tuple
 import torch
 
 from ember import poutine
+from ember.distributions.unit import Unit
 from ember.distributions.util import is_identically_zero
 from ember.ops.contract import LAST_CACHE_SIZE
+from ember.poutine.guide import drop_model_observations
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.trace_messenger import trace_run
 from ember.poutine.util import prune_subsample_sites, site_is_subsample
@@ -399,6 +401,15 @@ def check_model_guide_match(model_trace, guide_trace, max_plate_nesting: float =
             )
         elif name in model_latents:
             _check_site_shapes_agree(name, model_site["fn"], site["fn"], max_plate_nesting)
+    for name, site in guide_trace.nodes.items():
+        fn = site.get("fn")
+        if type(fn) is Unit and "has_rsample" not in vars(fn):
+            raise ValueError(
+                f"At guide site ember.factor({name!r}, ...) (pyro.factor), missing "
+                "specification of has_rsample: in a guide the ELBO must know how to "
+                "differentiate the factor. Set has_rsample=True if the factor arises from "
+                "reparameterized sampling, has_rsample=False otherwise."
+            )
     extra_plates = guide_plates - model_plates
     if extra_plates:
         warnings.warn(
@@ -560,6 +571,7 @@ def vectorize(fn: Callable, size: int, dim: int, name: str = VECTORIZED_PARTICLE
         with plate(name, size, dim=dim):
             return fn(*args, **kwargs)
 
+    wrapped.__wrapped__ = fn
     return wrapped
 
 
@@ -645,6 +657,7 @@ def get_importance_trace(
         True
     """
     guide_trace = trace_run(guide, args, kwargs, graph_type)
+    drop_model_observations(guide, guide_trace)
     if detach:
         guide_trace.detach_()
     model_trace = trace_run(model, args, kwargs, graph_type, ReplayMessenger(trace=guide_trace))

@@ -144,6 +144,18 @@ def test_plate_in_guide_but_not_model_warns_only_with_validation():
         Trace_ELBO().loss(model, guide)
 
 
+@pytest.mark.parametrize("elbo_cls", [Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO])
+def test_a_factor_in_a_guide_must_say_whether_it_is_reparameterized(elbo_cls):
+    def guide(has_rsample):
+        ember.factor("f", torch.tensor(-1.0), has_rsample=has_rsample)
+
+    elbo = elbo_cls()
+    with pytest.raises(ValueError, match="'f'.*missing specification of has_rsample"):
+        elbo.loss(lambda has_rsample: None, guide, None)
+    for has_rsample in (False, True):  # the guide factor enters the loss with its sign
+        assert elbo.loss(lambda has_rsample: None, guide, has_rsample) == -1.0
+
+
 def test_auxiliary_guide_site_the_model_samples_warns():
     def model():
         ember.sample("x", dist.Normal(0.0, 1.0))
