@@ -14,6 +14,7 @@ from typing import Callable, Dict, Sequence
 import torch
 
 from ember import poutine
+from ember.infer.autoguide.initialization import InitMessenger, init_to_sample_or_feasible
 from ember.infer.util import plate_depth, vectorize
 from ember.poutine.util import prune_subsample_sites
 
@@ -151,8 +152,9 @@ class Predictive(torch.nn.Module):
     # ------------------------------------------------------------------ core
     def _predict(self, fn, samples, return_sites, args, kwargs) -> Dict[str, torch.Tensor]:
         n = self.num_samples
-        with poutine.block():
-            first = prune_subsample_sites(poutine.trace(fn).get_trace(*args, **kwargs))
+        with poutine.block():  # (sites without a sampler, e.g. an ImproperUniform, start feasible)
+            structure = InitMessenger(init_to_sample_or_feasible)(fn)
+            first = prune_subsample_sites(poutine.trace(structure).get_trace(*args, **kwargs))
         info = _site_info(first)
         depth = plate_depth(first.nodes.values())
         samples = {k: v for k, v in samples.items() if k in info}
@@ -237,7 +239,8 @@ class Predictive(torch.nn.Module):
             if self.guide is not None:
                 samples = self._predict(self.guide, {}, None, args, kwargs)
             with poutine.block():
-                first = poutine.trace(self.model).get_trace(*args, **kwargs)
+                structure = InitMessenger(init_to_sample_or_feasible)(self.model)
+                first = poutine.trace(structure).get_trace(*args, **kwargs)
             info = _site_info(first)
             depth = plate_depth(first.nodes.values())
             data = {}

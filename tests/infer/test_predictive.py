@@ -58,3 +58,25 @@ def test_bad_input():
         Predictive(model, {"mu": torch.zeros(2), "x": torch.zeros(3, 4)})
     with pytest.raises(ValueError, match="not sites"):
         Predictive(model, num_samples=2, return_sites=["nope"])()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_sites_without_a_sampler_take_their_values_from_the_guide(parallel):
+    # an ImproperUniform site cannot be drawn: the structure run must not draw it
+    from ember.distributions import constraints
+
+    def model():
+        with ember.plate("p", 3):
+            x = ember.sample("x", dist.ImproperUniform(constraints.positive, (3,), ()))
+            ember.sample("y", dist.Normal(x, 1.0))
+
+    def guide():
+        with ember.plate("p", 3):
+            ember.sample("x", dist.LogNormal(torch.zeros(3), 0.1))
+
+    ember.set_rng_seed(0)
+    out = Predictive(model, guide=guide, num_samples=200, parallel=parallel)()
+    assert out["x"].shape == (200, 3) and (out["x"] > 0).all()
+    # y | x ~ Normal(x, 1): the mean of y - x is 0 within 4 standard errors
+    diff = out["y"] - out["x"]
+    assert diff.mean().abs() < 4 / (600**0.5)

@@ -47,6 +47,7 @@ __all__ = [
     "init_to_mean",
     "init_to_median",
     "init_to_sample",
+    "init_to_sample_or_feasible",
     "init_to_uniform",
     "init_to_value",
 ]
@@ -74,7 +75,8 @@ def _in_support(fn, value) -> bool:
 def init_to_feasible(site: Optional[dict] = None):
     """The point of the support that the unconstrained zero maps to (e.g. 0 for a
     real site, 1 for a positive one, the centre of a simplex), whatever the
-    distribution's parameters.
+    distribution's parameters (the distribution need not have a sampler, as an
+    ``ImproperUniform`` has not).
 
     Example::
 
@@ -85,9 +87,33 @@ def init_to_feasible(site: Optional[dict] = None):
     if site is None:
         return init_to_feasible
     fn = site["fn"]
-    value = fn.sample().detach()
     transform = transform_to(fn.support)
-    return _default_init(transform(torch.zeros_like(transform.inv(value))))
+    try:
+        unconstrained = torch.zeros_like(transform.inv(fn.sample().detach()))
+    except NotImplementedError:  # no sampler: the shape alone decides
+        shape = transform.inverse_shape(fn.batch_shape + fn.event_shape)
+        unconstrained = torch.zeros(shape)
+    return _default_init(transform(unconstrained))
+
+
+def init_to_sample_or_feasible(site: Optional[dict] = None):
+    """:func:`init_to_sample` for a distribution that can be sampled, else
+    :func:`init_to_feasible` (e.g. for an ``ImproperUniform``).
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> from ember.distributions import constraints
+        >>> d = dist.ImproperUniform(constraints.positive, (), (2,))
+        >>> init_to_sample_or_feasible({"name": "x", "fn": d})
+        tensor([1., 1.])
+    """
+    if site is None:
+        return init_to_sample_or_feasible
+    try:
+        return init_to_sample(site)
+    except NotImplementedError:
+        return init_to_feasible(site)
 
 
 def init_to_sample(site: Optional[dict] = None):
