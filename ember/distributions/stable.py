@@ -85,19 +85,74 @@ def _gauss_legendre(n, like):
 
 def stable_s0_log_density(alpha, beta, x, num_points: int = _QUAD_POINTS):
     """Log-density of the standard S0 stable at ``x``, by Nolan's (1997) integral
-    representation evaluated with Gauss-Legendre quadrature (``alpha != 1``).
+    representations evaluated with Gauss-Legendre quadrature.
+
+    The S0 density is continuous in ``alpha``; the representation for ``alpha != 1``
+    is singular at 1, so within 0.02 of 1 the log-density is interpolated linearly
+    between ``alpha = 1`` (:func:`stable_alpha1_log_density`) and ``1 +- 0.02``, as
+    the draws are.
+
+    Example::
+
+        >>> stable_s0_log_density(torch.tensor(1.0), torch.tensor(0.0), torch.tensor(0.0))
+        tensor(-1.1447)
+    """
+    alpha, beta, x = torch.broadcast_tensors(alpha, beta, x)
+    near = (alpha - 1).abs() < _NEAR_ONE
+    if not bool(near.any()):
+        return _log_density_alpha_not_1(alpha, beta, x, num_points)
+    side = torch.where(alpha >= 1, 1.0, -1.0).to(alpha.dtype)
+    far_alpha = torch.where(near, 1 + _NEAR_ONE * side, alpha)
+    far = _log_density_alpha_not_1(far_alpha, beta, x, num_points)
+    at_one = stable_alpha1_log_density(beta, x, num_points)
+    frac = ((alpha - 1).abs() / _NEAR_ONE).clamp(max=1.0)
+    return torch.where(near, at_one + frac * (far - at_one), far)
+
+
+def stable_alpha1_log_density(beta, x, num_points: int = _QUAD_POINTS):
+    """Log-density of the standard stable with ``alpha = 1`` (where S0 and S1 agree).
+
+    For ``beta > 0`` (Nolan 1997): ``f(x) = 1/(2 beta) integral_{-pi/2}^{pi/2}
+    g exp(-g) dt`` with ``g(t) = exp(-pi x / (2 beta)) V(t)`` and ``V(t) = (2/pi)
+    (pi/2 + beta t) / cos t * exp((pi/2 + beta t) tan t / beta)``; ``f(x; -beta) =
+    f(-x; beta)``. For ``|beta| < 1e-3`` the Cauchy density (the ``beta = 0`` case),
+    whose error there is below the quadrature's.
+
+    Example::
+
+        >>> stable_alpha1_log_density(torch.tensor(0.0), torch.tensor(1.0))  # Cauchy
+        tensor(-1.8379)
+    """
+    beta, x = torch.broadcast_tensors(beta, x)
+    cauchy = -math.log(math.pi) - torch.log1p(x**2)
+    flip = beta < 0
+    x = torch.where(flip, -x, x)
+    b = torch.where(flip, -beta, beta).clamp(min=1e-3)
+    nodes, weights = _gauss_legendre(num_points, x)
+    shape = (num_points,) + (1,) * x.dim()
+    theta = _HALF_PI * nodes.reshape(shape)  # maps [-1, 1] onto [-pi/2, pi/2]
+    weights = weights.reshape(shape)
+    arm = _HALF_PI + b * theta
+    log_v = (
+        math.log(2 / math.pi)
+        + torch.log(arm.clamp(min=1e-300))
+        - torch.log(torch.cos(theta).clamp(min=1e-300))
+        + arm * torch.tan(theta) / b
+    )
+    log_g = (-math.pi * x / (2 * b) + log_v).clamp(max=700.0)  # (exp stays finite)
+    log_integral = torch.logsumexp(log_g - torch.exp(log_g) + torch.log(weights), 0)
+    general = log_integral + math.log(_HALF_PI) - torch.log(2 * b)
+    return torch.where(beta.abs() < 1e-3, cauchy, general)
+
+
+def _log_density_alpha_not_1(alpha, beta, x, num_points):
+    """Log-density of the standard S0 stable for ``alpha != 1`` (Nolan 1997).
 
     With ``zeta = -beta tan(pi alpha / 2)``, ``t0 = atan(beta tan(pi alpha / 2)) / alpha``
     and ``x > zeta``: ``f(x) = alpha (x - zeta)^(1/(alpha-1)) / (pi |alpha - 1|)
     * integral_{-t0}^{pi/2} V(t) exp(-(x - zeta)^(alpha/(alpha-1)) V(t)) dt``; for
     ``x < zeta`` use ``f(x; beta) = f(-x; -beta)``.
-
-    Example::
-
-        >>> stable_s0_log_density(torch.tensor(2.0), torch.tensor(0.0), torch.tensor(0.0))
-        tensor(-1.2655)
     """
-    alpha, beta, x = torch.broadcast_tensors(alpha, beta, x)
     zeta = -beta * torch.tan(_HALF_PI * alpha)
     flip = x < zeta
     x = torch.where(flip, -x, x)
@@ -122,7 +177,7 @@ def stable_s0_log_density(alpha, beta, x, num_points: int = _QUAD_POINTS):
         + torch.log(torch.cos(alpha * theta0 + am1 * theta).clamp(min=1e-300))
         - torch.log(torch.cos(theta).clamp(min=1e-300))
     )
-    g = alpha / am1 * torch.log(dx) + log_v
+    g = (alpha / am1 * torch.log(dx) + log_v).clamp(max=700.0)  # (exp stays finite)
     log_integrand = g - torch.exp(g)
     log_integral = torch.logsumexp(log_integrand + torch.log(weights), 0) + torch.log(half)
     # At x = zeta the representation degenerates; there
@@ -154,8 +209,10 @@ class Stable(BroadcastFamily):
     Chambers-Mallows-Stuck method and are reparameterized in every parameter. The
     density has no closed form: :meth:`log_prob` evaluates Nolan's integral
     representation by Gauss-Legendre quadrature (accurate to about 1e-6 relative
-    for stability not within about 0.01 of 1 and moderate ``|x|``); with
-    ``stability = 2`` this is ``Normal(loc, sqrt(2) scale)``.
+    for moderate ``|x|``; within 0.02 of stability 1 it is interpolated between
+    stability 1 and 1 +- 0.02, and at stability 1 with ``skew != 0`` the far tails,
+    ``|x|`` beyond about 10 scales, lose accuracy); with ``stability = 2`` this is
+    ``Normal(loc, sqrt(2) scale)``.
 
     Example::
 
