@@ -14,9 +14,13 @@ from abc import ABC, abstractmethod
 import torch
 
 from ember.distributions.torch import TransformedDistribution
-from ember.distributions.transforms.torch_transform import ConditionalTransformModule
+from ember.distributions.transforms.torch_transform import (
+    ComposeTransformModule,
+    ConditionalTransformModule,
+)
 
 __all__ = [
+    "ConditionalComposeTransformModule",
     "ConditionalDistribution",
     "ConditionalTransform",
     "ConditionalTransformedDistribution",
@@ -173,3 +177,48 @@ class ConditionalTransformedDistribution(ConditionalDistribution):
             clear = getattr(t, "clear_cache", None)
             if clear is not None:
                 clear()
+
+
+class ConditionalComposeTransformModule(ConditionalTransformModule, torch.nn.ModuleList):
+    """A sequence of transforms, any of which may be conditional, composed in order:
+    ``condition(context)`` is the ``ComposeTransformModule`` of each part conditioned
+    on ``context`` (plain transforms as they are). The parts that are modules are
+    registered, so their parameters are this module's.
+
+    Example::
+
+        >>> import torch, ember.distributions as dist
+        >>> from ember.distributions.transforms import conditional_affine_autoregressive
+        >>> flow = ConditionalComposeTransformModule(
+        ...     [dist.transforms.ExpTransform().inv,
+        ...      conditional_affine_autoregressive(2, context_dim=3, hidden_dims=[8])])
+        >>> t = flow.condition(torch.randn(3))
+        >>> type(t).__name__, t(torch.ones(4, 2)).shape
+        ('ComposeTransformModule', torch.Size([4, 2]))
+    """
+
+    def __init__(self, transforms, cache_size: int = 0):
+        transforms = list(transforms)
+        self.transforms = []
+        for i, t in enumerate(transforms):
+            if isinstance(t, ConditionalTransform):
+                self.transforms.append(t)
+            elif isinstance(t, torch.distributions.transforms.Transform):
+                self.transforms.append(ConstantConditionalTransform(t))
+            else:
+                raise TypeError(
+                    f"ConditionalComposeTransformModule: transforms[{i}] must be a Transform "
+                    f"or a ConditionalTransform, got {type(t).__name__}"
+                )
+        if cache_size not in (0, 1):
+            raise ValueError(f"cache_size must be 0 or 1, got {cache_size!r}")
+        self.cache_size = cache_size
+        super().__init__()
+        for t in transforms:
+            if isinstance(t, torch.nn.Module):
+                self.append(t)
+
+    def condition(self, context: torch.Tensor) -> ComposeTransformModule:
+        return ComposeTransformModule(
+            [t.condition(context) for t in self.transforms], cache_size=self.cache_size
+        )

@@ -212,6 +212,40 @@ class ConditionalTransformModule(torch.nn.Module):
         """The transform for ``context``."""
         raise NotImplementedError  # abstract
 
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    @property
+    def inv(self) -> ConditionalTransformModule:
+        """The conditional inverse: ``self.inv.condition(c)`` is ``self.condition(c).inv``
+        (and ``self.inv.inv`` is ``self``).
+
+        Example::
+
+            >>> import torch
+            >>> from ember.distributions.transforms import conditional_affine_autoregressive
+            >>> flow = conditional_affine_autoregressive(2, context_dim=3, hidden_dims=[8])
+            >>> c, y = torch.randn(3), torch.randn(2)
+            >>> torch.allclose(flow.inv.condition(c)(y), flow.condition(c).inv(y))
+            True
+        """
+        return _ConditionalInverse(self)
+
+
+class _ConditionalInverse(ConditionalTransformModule):
+    """The inverse of a conditional transform module (see ``ConditionalTransformModule.inv``)."""
+
+    def __init__(self, transform: ConditionalTransformModule) -> None:
+        super().__init__()
+        self._forward = (transform,)  # a tuple: the inverse does not own its parameters
+
+    @property
+    def inv(self) -> ConditionalTransformModule:
+        return self._forward[0]
+
+    def condition(self, context: torch.Tensor) -> Transform:
+        return self._forward[0].condition(context).inv
+
 
 def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
     """``repeats`` independent transforms ``base_fn(*args, **kwargs)``, composed in order.
