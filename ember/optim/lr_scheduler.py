@@ -10,9 +10,63 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+import torch.optim.lr_scheduler as torch_sched
+
 from ember.optim.optim import OptimArgs, OptimizerGroup, PyroOptim
 
-__all__ = ["PyroLRScheduler"]
+__all__ = ["PyroLRScheduler", "build_scheduler"]
+
+_BASE = getattr(torch_sched, "LRScheduler", None) or torch_sched._LRScheduler
+# torch schedulers built from other schedulers (their ``schedulers`` argument)
+_COMPOSITE = tuple(
+    getattr(torch_sched, name)
+    for name in ("SequentialLR", "ChainedScheduler")
+    if hasattr(torch_sched, name)
+)
+
+
+def build_scheduler(spec: Any, optimizer, owner: str = "PyroLRScheduler"):
+    """Build one torch scheduler on ``optimizer`` from a specification.
+
+    ``spec`` is a dict ``{"scheduler": <class>, **its arguments}``, where the
+    class is a torch scheduler class or one of ember's scheduler wrappers (e.g.
+    ``ember.optim.ExponentialLR``), or a callable ``optimizer -> scheduler``
+    (e.g. ``functools.partial(torch.optim.lr_scheduler.ExponentialLR, gamma=0.9)``).
+    This is how the inner schedulers of ``SequentialLR`` and
+    ``ChainedScheduler`` are given: each group of parameters needs its own.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim.lr_scheduler import build_scheduler
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = build_scheduler({"scheduler": torch.optim.lr_scheduler.StepLR,
+        ...                          "step_size": 2}, opt)
+        >>> type(sched).__name__, sched.step_size
+        ('StepLR', 2)
+    """
+    if isinstance(spec, dict):
+        if "scheduler" not in spec:
+            raise ValueError(
+                f"{owner}: an inner scheduler given as a dict needs a 'scheduler' entry, e.g. "
+                "{'scheduler': torch.optim.lr_scheduler.ExponentialLR, 'gamma': 0.9}"
+            )
+        args = dict(spec)
+        cls = args.pop("scheduler")
+        cls = getattr(cls, "torch_scheduler", cls)
+        return cls(optimizer, **args)
+    if isinstance(spec, (_BASE, torch_sched.ReduceLROnPlateau)):
+        raise TypeError(
+            f"{owner}: inner schedulers must be specifications, not scheduler objects (each "
+            "group of parameters gets its own optimizer, built later); give "
+            "{'scheduler': ExponentialLR, 'gamma': 0.9} or a callable optimizer -> scheduler"
+        )
+    if not callable(spec):
+        raise TypeError(
+            f"{owner}: an inner scheduler must be a dict {{'scheduler': cls, **args}} or a "
+            f"callable optimizer -> scheduler, got {type(spec).__name__}"
+        )
+    return getattr(spec, "torch_scheduler", spec)(optimizer)
 
 
 class PyroLRScheduler(PyroOptim):
@@ -29,6 +83,14 @@ class PyroLRScheduler(PyroOptim):
 
     A parameter that first appears after the schedule has advanced joins its
     group at the group's current learning rate.
+
+    Schedulers of schedulers (``SequentialLR``, ``ChainedScheduler``) take
+    their ``schedulers`` as specifications (see :func:`build_scheduler`), built
+    anew for every group: e.g. ``{"optimizer": torch.optim.SGD, "optim_args":
+    {"lr": 1.0}, "schedulers": [{"scheduler": ConstantLR, "factor": 0.5,
+    "total_iters": 2}, {"scheduler": ExponentialLR, "gamma": 0.9}],
+    "milestones": [2]}``. torch's abstract ``LRScheduler`` takes the concrete
+    class to use as ``"scheduler"`` (e.g. a subclass of your own).
 
     Example::
 
@@ -67,6 +129,34 @@ class PyroLRScheduler(PyroOptim):
         inner_args = kwargs.pop("optim_args", {})
         # ember's optimizer wrappers name the torch class they wrap
         optimizer = getattr(optimizer, "torch_optimizer", optimizer)
+        scheduler_constructor = getattr(
+            scheduler_constructor, "torch_scheduler", scheduler_constructor
+        )
+        if scheduler_constructor is _BASE:
+            concrete = kwargs.pop("scheduler", None)
+            concrete = getattr(concrete, "torch_scheduler", concrete)
+            if not (isinstance(concrete, type) and issubclass(concrete, _BASE)):
+                raise ValueError(
+                    f"{type(self).__name__}: torch's LRScheduler is the abstract base of the "
+                    "schedulers; name the concrete subclass to use as optim_args['scheduler'] "
+                    f"(got {concrete!r}), or use a wrapper such as ember.optim.ExponentialLR"
+                )
+            scheduler_constructor = concrete
+        if isinstance(scheduler_constructor, type) and issubclass(
+            scheduler_constructor, _COMPOSITE
+        ):
+            inner = kwargs.get("schedulers")
+            if not isinstance(inner, (list, tuple)) or not inner:
+                raise ValueError(
+                    f"{type(self).__name__}: {scheduler_constructor.__name__} needs "
+                    "'schedulers', a non-empty list of specifications such as "
+                    "[{'scheduler': ember.optim.ExponentialLR, 'gamma': 0.9}, ...]"
+                )
+            for spec in inner:
+                if isinstance(spec, (_BASE, torch_sched.ReduceLROnPlateau)) or not (
+                    isinstance(spec, dict) or callable(spec)
+                ):
+                    build_scheduler(spec, None, type(self).__name__)  # raises the TypeError
         self.pt_scheduler_constructor = scheduler_constructor
         self.pt_scheduler_args = kwargs
         super().__init__(optimizer, inner_args, clip_args)
@@ -78,10 +168,20 @@ class PyroLRScheduler(PyroOptim):
         )
 
     def _group_created(self, group: OptimizerGroup) -> None:
+        ctor, args = self.pt_scheduler_constructor, self.pt_scheduler_args
         try:
-            group.scheduler = self.pt_scheduler_constructor(
-                group.optimizer, **self.pt_scheduler_args
-            )
+            if isinstance(ctor, type) and issubclass(ctor, _COMPOSITE):
+                args = dict(args)
+                args["schedulers"] = [
+                    build_scheduler(spec, group.optimizer, type(self).__name__)
+                    for spec in args["schedulers"]
+                ]
+                if issubclass(ctor, torch_sched.ChainedScheduler):
+                    group.scheduler = ctor(optimizer=group.optimizer, **args)
+                else:
+                    group.scheduler = ctor(group.optimizer, **args)
+            else:
+                group.scheduler = ctor(group.optimizer, **args)
         except (TypeError, ValueError) as e:
             raise type(e)(
                 f"{type(self).__name__}: could not build "

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import torch
 from torch.optim import Optimizer
 
+from ember.optim.dct_adam import moment_shape
 from ember.params.param_store import (
     MODULE_NAMESPACE_DIVIDER,
     get_param_store,
@@ -33,7 +34,7 @@ from ember.params.param_store import (
 )
 from ember.util import read_checked_file, torch_save_bytes, write_checked_file
 
-__all__ = ["PyroOptim", "OptimArgs"]
+__all__ = ["PyroOptim", "OptimArgs", "is_scheduler"]
 
 #: ``optim_args``: a dict of optimizer arguments, or a callable returning such a dict:
 #: of one argument, the parameter's full name in ``named_parameters()`` form
@@ -49,6 +50,24 @@ _SHAPED_STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffe
 _AUTO_FUSED = (torch.optim.Adam, torch.optim.AdamW)
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _KERNEL_CHOICES = ("fused", "foreach", "capturable", "differentiable")
+
+
+def is_scheduler(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is a learning-rate scheduler around a torch optimizer.
+
+    Duck-typed, like the torch objects it is meant for: a torch scheduler (any
+    ``LRScheduler`` subclass, or ``ReduceLROnPlateau``) holds the optimizer it
+    drives as ``.optimizer``; a torch optimizer does not.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim.optim import is_scheduler
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> is_scheduler(opt), is_scheduler(torch.optim.lr_scheduler.StepLR(opt, 1))
+        (False, True)
+    """
+    return hasattr(optimizer, "optimizer")
 
 
 def _param_name_in_store(p: torch.Tensor) -> str | None:
@@ -491,9 +510,10 @@ class PyroOptim:
         per_param = saved["state"]
         pstate = per_param.get(0, next(iter(per_param.values()), {})) if per_param else {}
         restored = {}
+        shape = moment_shape(p)  # the parameter's shape (augmented for DCTAdam's time series)
         for k, v in pstate.items():
             if isinstance(v, torch.Tensor):
-                if k in _SHAPED_STATE_KEYS and v.shape != p.shape:
+                if k in _SHAPED_STATE_KEYS and v.shape != shape:
                     raise ValueError(
                         f"{type(self).__name__}: saved optimizer state {k!r} of parameter "
                         f"{entry.name!r} has shape {tuple(v.shape)} but the parameter has shape "

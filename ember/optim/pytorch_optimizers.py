@@ -16,14 +16,13 @@ from typing import Any, Dict, List
 import torch
 import torch.optim.lr_scheduler as _torch_sched
 
+from ember.optim.adagrad_rmsprop import AdagradRMSProp as _AdagradRMSPropOptimizer
 from ember.optim.clipped_adam import ClippedAdam as _ClippedAdamOptimizer
+from ember.optim.dct_adam import DCTAdam as _DCTAdamOptimizer
 from ember.optim.lr_scheduler import PyroLRScheduler
 from ember.optim.optim import OptimArgs, PyroOptim
 
 __all__: List[str] = []
-
-# Schedulers that wrap other schedulers rather than an optimizer.
-_SCHEDULERS_OF_SCHEDULERS = ("SequentialLR", "ChainedScheduler")
 
 
 def _optimizer_wrapper(torch_class: type, name: str) -> type:
@@ -54,11 +53,33 @@ def _optimizer_wrapper(torch_class: type, name: str) -> type:
     )
 
 
+# Docstring examples of the schedulers that need arguments beyond an optimizer: the extra
+# entries of optim_args and how the wrapper's repr shows them.
+_SCHEDULER_EXAMPLES = {
+    "LRScheduler": (
+        ", 'scheduler': torch.optim.lr_scheduler.StepLR, 'step_size': 2",
+        "{'step_size': 2}",
+    ),
+    "ChainedScheduler": (
+        ", 'schedulers': [{'scheduler': torch.optim.lr_scheduler.StepLR, 'step_size': 2}]",
+        "{'schedulers': [{'scheduler': <class 'torch.optim.lr_scheduler.StepLR'>, "
+        "'step_size': 2}]}",
+    ),
+    "SequentialLR": (
+        ", 'schedulers': [{'scheduler': torch.optim.lr_scheduler.StepLR, 'step_size': 2}], "
+        "'milestones': []",
+        "{'schedulers': [{'scheduler': <class 'torch.optim.lr_scheduler.StepLR'>, "
+        "'step_size': 2}], 'milestones': []}",
+    ),
+}
+
+
 def _scheduler_wrapper(torch_class: type, name: str) -> type:
     def __init__(self, optim_args: Dict[str, Any], clip_args: OptimArgs | None = None):
         PyroLRScheduler.__init__(self, torch_class, optim_args, clip_args)
 
     full = f"{torch_class.__module__}.{torch_class.__qualname__}"
+    example = _SCHEDULER_EXAMPLES.get(name, ("", "{}"))
     doc = (
         f"{name}(optim_args, clip_args=None): :class:`~ember.optim.PyroLRScheduler` over "
         f"``{full}``.\n\n"
@@ -68,8 +89,9 @@ def _scheduler_wrapper(torch_class: type, name: str) -> type:
         "    Example::\n\n"
         "        >>> import torch\n"
         f"        >>> from ember.optim import {name}\n"
-        f"        >>> {name}({{'optimizer': torch.optim.SGD, 'optim_args': {{'lr': 0.1}}}})\n"
-        f"        {name}(optimizer=SGD, optim_args={{'lr': 0.1}}, scheduler_args={{}})\n"
+        f"        >>> {name}({{'optimizer': torch.optim.SGD, 'optim_args': {{'lr': 0.1}}"
+        f"{example[0]}}})\n"
+        f"        {name}(optimizer=SGD, optim_args={{'lr': 0.1}}, scheduler_args={example[1]})\n"
     )
     return type(
         name,
@@ -99,9 +121,7 @@ def _generate() -> None:
         if (
             isinstance(obj, type)
             and (issubclass(obj, base) or name == "ReduceLROnPlateau")
-            and obj is not base
             and not name.startswith("_")
-            and name not in _SCHEDULERS_OF_SCHEDULERS
             and name not in namespace
         ):
             namespace[name] = _scheduler_wrapper(obj, name)
@@ -140,3 +160,58 @@ class ClippedAdam(PyroOptim):
 
 
 __all__.append("ClippedAdam")
+
+
+class AdagradRMSProp(PyroOptim):
+    """:class:`~ember.optim.PyroOptim` over :class:`ember.optim.adagrad_rmsprop.AdagradRMSProp`.
+
+    :param optim_args: a dict (or a callable of ``(module_name, param_name)``
+        returning one) with any of ``eta`` (1.0), ``delta`` (1e-16) and ``t`` (0.1).
+    :param clip_args: optional gradient clipping, as for :class:`~ember.optim.PyroOptim`.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import AdagradRMSProp
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> optim = AdagradRMSProp({"eta": 0.5, "delta": 0.0})
+        >>> (x * torch.tensor([1.0, -3.0])).sum().backward()
+        >>> optim([x])
+        >>> x.detach()  # -eta * g / (1 + |g|) at the first step
+        tensor([-0.2500,  0.3750])
+    """
+
+    torch_optimizer = _AdagradRMSPropOptimizer
+
+    def __init__(self, optim_args: OptimArgs, clip_args: OptimArgs | None = None):
+        super().__init__(_AdagradRMSPropOptimizer, optim_args, clip_args)
+
+
+class DCTAdam(PyroOptim):
+    """:class:`~ember.optim.PyroOptim` over :class:`ember.optim.dct_adam.DCTAdam`.
+
+    :param optim_args: a dict (or a callable of ``(module_name, param_name)``
+        returning one) with any of ``lr`` (1e-3), ``betas`` ((0.9, 0.999)),
+        ``eps`` (1e-8), ``clip_norm`` (10.0), ``lrd`` (1.0) and
+        ``subsample_aware`` (False).
+    :param clip_args: optional extra clipping, as for :class:`~ember.optim.PyroOptim`.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import DCTAdam
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> optim = DCTAdam({"lr": 0.1})
+        >>> (x * torch.tensor([2.0, -0.5])).sum().backward()
+        >>> optim([x])
+        >>> x.detach()  # the first Adam step moves each entry by about lr
+        tensor([-0.1000,  0.1000])
+    """
+
+    torch_optimizer = _DCTAdamOptimizer
+
+    def __init__(self, optim_args: OptimArgs, clip_args: OptimArgs | None = None):
+        super().__init__(_DCTAdamOptimizer, optim_args, clip_args)
+
+
+__all__ += ["AdagradRMSProp", "DCTAdam"]

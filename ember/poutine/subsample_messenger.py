@@ -191,6 +191,13 @@ class SubsampleMessenger(IndepMessenger):
                 unconstrained = getattr(value, "unconstrained", None)
                 if unconstrained is not None:
                     new_value.unconstrained = unconstrained
+                    # the subsample of this local parameter, for subsample-aware
+                    # optimizers (ember.optim.DCTAdam): {dim: indices}
+                    leaf = unconstrained()
+                    if leaf is not None:
+                        if "_pyro_subsample" not in leaf.__dict__:
+                            leaf._pyro_subsample = {}
+                        leaf._pyro_subsample[dim] = self.indices
             msg["value"] = new_value
 
     def _pyro_post_param(self, msg) -> None:

@@ -33,14 +33,33 @@ from ember.distributions.transforms.affine_autoregressive import (
     iaf,
 )
 from ember.distributions.transforms.batchnorm import BatchNormTransform, batchnorm
+from ember.distributions.transforms.block_autoregressive import (
+    BlockAutoregressive,
+    block_autoregressive,
+)
 from ember.distributions.transforms.neural_autoregressive import (
+    ConditionalNeuralAutoregressive,
     DeepSigmoidalFlow,
+    NeuralAutoregressive,
+    conditional_neural_autoregressive,
     deep_sigmoidal,
     neural_autoregressive,
 )
 from ember.distributions.transforms.permute import PermuteTransform, permute
-from ember.distributions.transforms.planar import PlanarFlow, planar
-from ember.distributions.transforms.radial import RadialFlow, radial
+from ember.distributions.transforms.planar import (
+    ConditionalPlanar,
+    PlanarFlow,
+    conditional_planar,
+    planar,
+)
+from ember.distributions.transforms.polynomial import Polynomial, polynomial
+from ember.distributions.transforms.radial import (
+    ConditionalRadial,
+    RadialFlow,
+    conditional_radial,
+    radial,
+)
+from ember.distributions.transforms.sylvester import Sylvester, sylvester
 from ember.distributions.transforms.torch_transform import (
     ComposeTransformModule,
     ConditionalTransformModule,
@@ -56,6 +75,19 @@ BatchNorm = BatchNormTransform
 Permute = PermuteTransform
 
 __all__ = list(_torch_all) + [
+    "BlockAutoregressive",
+    "ConditionalNeuralAutoregressive",
+    "ConditionalPlanar",
+    "ConditionalRadial",
+    "NeuralAutoregressive",
+    "Polynomial",
+    "Sylvester",
+    "block_autoregressive",
+    "conditional_neural_autoregressive",
+    "conditional_planar",
+    "conditional_radial",
+    "polynomial",
+    "sylvester",
     "AffineAutoregressive",
     "BatchNorm",
     "BatchNormTransform",

@@ -82,8 +82,8 @@ def test_helper_constructors():
     naf = T.neural_autoregressive(3, width=6)
     assert isinstance(naf, T.DeepSigmoidalFlow) and naf.hidden_units == 6
     assert naf.arn.param_dims == [6, 6, 6]
-    with pytest.raises(ValueError, match="activation='ELU' is not available"):
-        T.neural_autoregressive(3, activation="ELU")
+    with pytest.raises(ValueError, match="activation='relu' is not available"):
+        T.neural_autoregressive(3, activation="relu")
     cond = T.conditional_affine_autoregressive(3, 2)
     assert cond.condition(torch.zeros(2))(torch.zeros(4, 3)).shape == (4, 3)
 
