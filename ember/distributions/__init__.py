@@ -196,3 +196,33 @@ __all__ += [
     "IndependentHMM",
     "LinearHMM",
 ]
+
+# Missing-data normals, the truncated Polya-Gamma and grouped normal-normal likelihoods.
+from ember.distributions.grouped_normal_normal import GroupedNormalNormal  # noqa: E402
+from ember.distributions.nanmasked import (  # noqa: E402
+    NanMaskedMultivariateNormal,
+    NanMaskedNormal,
+)
+from ember.distributions.polya_gamma import TruncatedPolyaGamma  # noqa: E402
+
+__all__ += [
+    "GroupedNormalNormal",
+    "NanMaskedMultivariateNormal",
+    "NanMaskedNormal",
+    "TruncatedPolyaGamma",
+]
+
+# Random matchings with edge logits (exact dynamic programs and Bethe approximations).
+from ember.distributions.one_one_matching import OneOneMatching  # noqa: E402
+from ember.distributions.one_two_matching import OneTwoMatching  # noqa: E402
+
+__all__ += ["OneOneMatching", "OneTwoMatching"]
+
+# Kingman's coalescent.
+from ember.distributions.coalescent import (  # noqa: E402
+    CoalescentRateLikelihood,
+    CoalescentTimes,
+    CoalescentTimesWithRate,
+)
+
+__all__ += ["CoalescentRateLikelihood", "CoalescentTimes", "CoalescentTimesWithRate"]

@@ -26,13 +26,15 @@ from torch.distributions import constraints
 
 from ember.distributions.torch import MultivariateNormal
 from ember.distributions.torch_distribution import TorchDistributionMixin
+from ember.distributions.util import broadcast_shape
 
 _EMPTY = torch.Size()
 
 
 def _per_sample_tril_grads(g, eps, scale_tril, control_var):
-    """Per-sample ``scale_tril`` gradients: reparameterization plus control variate."""
-    h = g @ scale_tril  # rows are L^T g
+    """Per-sample ``scale_tril`` gradients (shape ``g.shape + (D,)``): reparameterization
+    plus control variate; ``scale_tril`` broadcasts with the batch dims of ``g``."""
+    h = (g.unsqueeze(-2) @ scale_tril).squeeze(-2)  # L^T g
     xi = h.unsqueeze(-1) * eps.unsqueeze(-2)
     xi = xi - xi.transpose(-1, -2)
     K = control_var[0].transpose(-1, -2) @ control_var[1]  # (D, D), rank <= L
@@ -46,15 +48,14 @@ class _AVFSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, loc, scale_tril, control_var, eps):
         ctx.save_for_backward(scale_tril, control_var, eps)
+        ctx.loc_shape = loc.shape
         return loc + (scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
 
     @staticmethod
     def backward(ctx, grad_z):
         scale_tril, control_var, eps = ctx.saved_tensors
-        dim = scale_tril.size(-1)
-        g = grad_z.reshape(-1, dim)
-        eps = eps.reshape(-1, dim)
-        grad_loc = g.sum(0) if ctx.needs_input_grad[0] else None
+        g = grad_z
+        grad_loc = g.sum_to_size(ctx.loc_shape) if ctx.needs_input_grad[0] else None
         grad_tril = grad_cv = None
         if ctx.needs_input_grad[2]:
             with torch.enable_grad():
@@ -66,7 +67,8 @@ class _AVFSample(torch.autograd.Function):
         elif ctx.needs_input_grad[1]:
             per_sample = _per_sample_tril_grads(g, eps, scale_tril, control_var)
         if ctx.needs_input_grad[1]:
-            grad_tril = per_sample.sum(0).tril()  # the upper triangle is structurally zero
+            # summed over the draws (and broadcast batch dims); the upper triangle is zero
+            grad_tril = per_sample.sum_to_size(scale_tril.shape).tril()
         return grad_loc, grad_tril, grad_cv, None
 
 
@@ -80,10 +82,11 @@ class AVFMultivariateNormal(MultivariateNormal):
     :meth:`rsample`'s backward pass gives ``control_var`` is that of the
     gradient's second moment. Stepping an optimizer on ``control_var``
     therefore lowers the variance of the ``scale_tril`` gradient; adapt it
-    alongside ``loc`` and ``scale_tril``. Parameters are not batched.
+    alongside ``loc`` and ``scale_tril``. ``loc`` and ``scale_tril`` may carry batch dims
+    (they broadcast, as for the MultivariateNormal); one ``control_var`` serves the batch.
 
-    :param torch.Tensor loc: ``D``-dimensional mean.
-    :param torch.Tensor scale_tril: ``D x D`` Cholesky factor of the covariance.
+    :param torch.Tensor loc: ``batch + (D,)`` mean.
+    :param torch.Tensor scale_tril: ``batch + (D, D)`` Cholesky factor of the covariance.
     :param torch.Tensor control_var: ``2 x L x D`` control-variate parameters.
 
     Example::
@@ -121,16 +124,17 @@ class AVFMultivariateNormal(MultivariateNormal):
         for name, value in (("loc", loc), ("scale_tril", scale_tril), ("control_var", control_var)):
             if not isinstance(value, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if loc.dim() != 1:
+        if loc.dim() < 1:
             raise ValueError(
-                f"loc must be a D-dimensional vector (batching is not supported), "
-                f"got shape {tuple(loc.shape)}"
+                f"loc must have a rightmost dim of size D, got shape {tuple(loc.shape)}"
             )
-        D = loc.size(0)
-        if scale_tril.shape != (D, D):
+        D = loc.size(-1)
+        if scale_tril.dim() < 2 or scale_tril.shape[-2:] != (D, D):
             raise ValueError(
-                f"scale_tril must have shape ({D}, {D}) to match loc, got {tuple(scale_tril.shape)}"
+                f"scale_tril must have shape batch + ({D}, {D}) to match loc, got "
+                f"{tuple(scale_tril.shape)}"
             )
+        self.infer_shapes(loc.shape, scale_tril.shape, control_var.shape)  # batch dims broadcast
         if control_var.dim() != 3 or control_var.size(0) != 2 or control_var.size(-1) != D:
             raise ValueError(
                 f"control_var must have shape (2, L, {D}) for some L >= 1, "
@@ -143,8 +147,17 @@ class AVFMultivariateNormal(MultivariateNormal):
 
     @classmethod
     def infer_shapes(cls, loc, scale_tril, control_var):
-        """``(batch_shape, event_shape)`` from parameter shapes: ``((), (D,))``."""
-        return torch.Size(), torch.Size(loc[-1:])
+        """``(batch_shape, event_shape)`` from parameter shapes: the broadcast batch dims
+        of ``loc`` and ``scale_tril``, and ``(D,)``."""
+        loc, scale_tril = torch.Size(loc), torch.Size(scale_tril)
+        try:
+            batch_shape = broadcast_shape(loc[:-1], scale_tril[:-2])
+        except ValueError as e:
+            raise ValueError(
+                f"AVFMultivariateNormal: the batch dims of loc {tuple(loc)} and scale_tril "
+                f"{tuple(scale_tril)} do not broadcast"
+            ) from e
+        return batch_shape, loc[-1:]
 
     def expand(self, batch_shape, _instance=None):
         # the control variate is not batched: expand through ExpandedDistribution

@@ -69,6 +69,27 @@ class Empirical(TorchDistribution):
         event_shape = samples.shape[k:]
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
+    @classmethod
+    def infer_shapes(cls, samples, log_weights):
+        """``(batch_shape, event_shape)`` from the shapes of ``samples`` and ``log_weights``:
+        the batch dims are those of ``log_weights`` before its rightmost (aggregation) dim,
+        the event dims those of ``samples`` after the dims of ``log_weights``.
+
+        Example::
+
+            >>> import ember.distributions as dist
+            >>> dist.Empirical.infer_shapes(samples=(2, 3, 10), log_weights=(2, 3))
+            (torch.Size([2]), torch.Size([10]))
+        """
+        samples, log_weights = torch.Size(samples), torch.Size(log_weights)
+        k = len(log_weights)
+        if k < 1 or samples[:k] != log_weights:
+            raise ValueError(
+                f"Empirical.infer_shapes: log_weights shape {tuple(log_weights)} must be "
+                f"non-empty and equal the leftmost dims of samples shape {tuple(samples)}"
+            )
+        return log_weights[:-1], samples[k:]
+
     @property
     def sample_size(self) -> int:
         """Number of samples that make up the empirical distribution."""

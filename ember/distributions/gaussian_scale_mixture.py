@@ -16,11 +16,9 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
-from ember.distributions.diag_normal_mixture import (
-    check_parameter_rank,
-    rsample_diag_normal_mixture,
-)
+from ember.distributions.diag_normal_mixture import rsample_diag_normal_mixture
 from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.util import broadcast_shape
 
 _EMPTY = torch.Size()
 
@@ -32,12 +30,12 @@ class GaussianScaleMixture(TorchDistribution):
     ``Sigma_ii = (component_scale[k] * coord_scale[i]) ** 2``; the weights are
     ``softmax(component_logits)``. :meth:`rsample` gives pathwise derivatives
     with respect to all parameters (Jankowiak & Karaletsos 2018,
-    arXiv:1806.01856), for even and odd ``D``. Parameters are not batched;
-    ``D = 1`` is not supported.
+    arXiv:1806.01856), for even and odd ``D``. ``D = 1`` is not supported. The
+    parameters may carry batch dims on the left; they broadcast to the batch shape.
 
-    :param torch.Tensor coord_scale: ``D`` positive coordinate scales.
-    :param torch.Tensor component_logits: ``K`` softmax logits of the weights.
-    :param torch.Tensor component_scale: ``K`` positive scale multipliers.
+    :param torch.Tensor coord_scale: ``batch + (D,)`` positive coordinate scales.
+    :param torch.Tensor component_logits: ``batch + (K,)`` softmax logits of the weights.
+    :param torch.Tensor component_scale: ``batch + (K,)`` positive scale multipliers.
 
     Example::
 
@@ -63,47 +61,84 @@ class GaussianScaleMixture(TorchDistribution):
         component_scale: torch.Tensor,
         validate_args=None,
     ):
-        check_parameter_rank("coord_scale", coord_scale, 1)
-        check_parameter_rank("component_logits", component_logits, 1)
-        check_parameter_rank("component_scale", component_scale, 1)
-        if component_scale.shape != component_logits.shape:
+        params = {
+            "coord_scale": coord_scale,
+            "component_logits": component_logits,
+            "component_scale": component_scale,
+        }
+        for name, value in params.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+            if value.dim() < 1:
+                raise ValueError(f"{name} must have a rightmost dim, got a scalar")
+        if component_scale.shape[-1] != component_logits.shape[-1]:
             raise ValueError(
-                "component_scale and component_logits must both have shape (K,), got "
-                f"{tuple(component_scale.shape)} and {tuple(component_logits.shape)}"
+                "component_scale and component_logits must both have K entries in their "
+                f"rightmost dim, got shapes {tuple(component_scale.shape)} and "
+                f"{tuple(component_logits.shape)}"
             )
-        D = coord_scale.size(0)
+        batch_shape = self.infer_shapes(**{k: v.shape for k, v in params.items()})[0]
+        D = coord_scale.size(-1)
         if D < 2:
             raise ValueError(
                 f"GaussianScaleMixture needs dimension D >= 2, got coord_scale of shape "
                 f"{tuple(coord_scale.shape)}; for D = 1 use "
                 "MixtureSameFamily(Categorical(logits), Normal(0, scale))"
             )
-        self.coord_scale = coord_scale
-        self.component_logits = component_logits
-        self.component_scale = component_scale
+        K = component_logits.size(-1)
+        self.coord_scale = coord_scale.expand(batch_shape + (D,))
+        self.component_logits = component_logits.expand(batch_shape + (K,))
+        self.component_scale = component_scale.expand(batch_shape + (K,))
         self.dim = D
-        super().__init__(torch.Size(), torch.Size((D,)), validate_args=validate_args)
+        super().__init__(batch_shape, torch.Size((D,)), validate_args=validate_args)
 
     @classmethod
     def infer_shapes(cls, coord_scale, component_logits, component_scale):
-        """``(batch_shape, event_shape)`` from parameter shapes: ``((), (D,))``."""
-        return torch.Size(), torch.Size(coord_scale[-1:])
+        """``(batch_shape, event_shape)`` from parameter shapes: the broadcast of the
+        batch dims (all dims but the rightmost) and ``(D,)``."""
+        shapes = {
+            "coord_scale": torch.Size(coord_scale),
+            "component_logits": torch.Size(component_logits),
+            "component_scale": torch.Size(component_scale),
+        }
+        try:
+            batch_shape = broadcast_shape(*(s[:-1] for s in shapes.values()))
+        except ValueError as e:
+            shown = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+            raise ValueError(
+                f"GaussianScaleMixture: the batch dims of the parameters do not broadcast: {shown}"
+            ) from e
+        return batch_shape, shapes["coord_scale"][-1:]
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self.__new__(type(self)) if _instance is None else _instance
+        K = self.num_components
+        new.coord_scale = self.coord_scale.expand(batch_shape + (self.dim,))
+        new.component_logits = self.component_logits.expand(batch_shape + (K,))
+        new.component_scale = self.component_scale.expand(batch_shape + (K,))
+        new.dim = self.dim
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     @property
     def num_components(self) -> int:
-        return self.component_scale.size(0)
+        return self.component_scale.size(-1)
 
     def _scales(self):
-        return self.component_scale.unsqueeze(-1) * self.coord_scale  # (K, D)
+        # batch + (K, D)
+        return self.component_scale.unsqueeze(-1) * self.coord_scale.unsqueeze(-2)
 
     @property
     def mean(self):
-        return self.coord_scale.new_zeros(self.dim)
+        return self.coord_scale.new_zeros(self.batch_shape + (self.dim,))
 
     @property
     def variance(self):
         pi = self.component_logits.softmax(-1)
-        return (pi * self.component_scale.pow(2)).sum(-1) * self.coord_scale.pow(2)
+        mix = (pi * self.component_scale.pow(2)).sum(-1, keepdim=True)
+        return mix * self.coord_scale.pow(2)
 
     def log_prob(self, value):
         if self._validate_args:

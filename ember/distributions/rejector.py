@@ -95,6 +95,35 @@ class Rejector(TorchDistribution):
             event_shape = propose.event_shape
         super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
 
+    @classmethod
+    def infer_shapes(cls, **arg_shapes):
+        """``(batch_shape, event_shape)`` without building tensors.
+
+        A Rejector's shapes are its proposal's, which a parameter shape cannot tell: give
+        them as ``batch_shape=`` and ``event_shape=`` (the constructor's keywords). A
+        subclass whose ``arg_constraints`` name its parameters (a rejection-sampled family)
+        infers them from those parameters' shapes, as univariate families do.
+
+        Example::
+
+            >>> import ember.distributions as dist
+            >>> dist.Rejector.infer_shapes(
+            ...     log_scale=(3,), batch_shape=(3,), event_shape=(2,)
+            ... )
+            (torch.Size([3]), torch.Size([2]))
+        """
+        batch_shape = arg_shapes.pop("batch_shape", None)
+        event_shape = arg_shapes.pop("event_shape", None)
+        if batch_shape is not None and event_shape is not None:
+            return torch.Size(batch_shape), torch.Size(event_shape)
+        if cls.arg_constraints:
+            return super().infer_shapes(**arg_shapes)
+        raise ValueError(
+            f"{cls.__name__}.infer_shapes: the shapes of a Rejector are those of its proposal "
+            f"distribution, which the argument shapes {arg_shapes} do not determine; hint: pass "
+            "batch_shape=... and event_shape=..."
+        )
+
     @constraints.dependent_property
     def support(self):
         return self.propose.support

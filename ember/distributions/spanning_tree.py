@@ -21,6 +21,7 @@ import torch
 from torch.distributions import constraints
 
 from ember.distributions.torch_distribution import TorchDistribution
+from ember.distributions.util import broadcast_shape
 
 _EMPTY = torch.Size()
 
@@ -119,8 +120,9 @@ def _gumbel(shape, like):
 
 
 def _kruskal_init(logits: torch.Tensor, graph: torch.Tensor, num_vertices: int, num_samples: int):
-    """Maximum spanning trees of Gumbel-perturbed logits: a cheap approximate sample."""
-    E = logits.numel()
+    """Maximum spanning trees of Gumbel-perturbed logits: a cheap approximate sample.
+    ``logits`` is ``(E,)``, shared by the samples, or ``(num_samples, E)``."""
+    E = logits.size(-1)
     device = logits.device
     scores = logits + _gumbel((num_samples, E), logits)
     order = scores.argsort(dim=-1, descending=True)
@@ -187,7 +189,8 @@ class SpanningTree(TorchDistribution):
     matrix use ``v1, v2 = make_complete_graph(V); edge_logits = matrix[v1, v2]``.
     ``P(tree)`` is proportional to ``exp(sum of the tree's edge logits)``.
 
-    :param torch.Tensor edge_logits: ``V*(V-1)//2`` edge logits.
+    :param torch.Tensor edge_logits: ``batch + (V*(V-1)//2,)`` edge logits (a batch of
+        independent trees when there are batch dims).
     :param dict sampler_options: optional ``mcmc_steps`` (default 1; one step
         is ``V-1`` Gibbs edge moves), ``initial_edges`` (a tree to start every
         chain from; default a cheap approximate sample) and ``backend``
@@ -213,12 +216,11 @@ class SpanningTree(TorchDistribution):
     def __init__(self, edge_logits: torch.Tensor, sampler_options=None, validate_args=None):
         if not isinstance(edge_logits, torch.Tensor):
             raise TypeError(f"edge_logits must be a torch.Tensor, got {type(edge_logits).__name__}")
-        if edge_logits.dim() != 1:
+        if edge_logits.dim() < 1:
             raise ValueError(
-                "edge_logits must be a 1-dim tensor of V*(V-1)//2 logits (batching is not "
-                f"supported), got shape {tuple(edge_logits.shape)}"
+                "edge_logits must have a rightmost dim of V*(V-1)//2 logits, got a scalar"
             )
-        V = _num_vertices(edge_logits.numel())
+        V = _num_vertices(edge_logits.size(-1))
         if V < 2:
             raise ValueError("edge_logits must be non-empty: a spanning tree needs V >= 2 vertices")
         options = {} if sampler_options is None else dict(sampler_options)
@@ -235,15 +237,40 @@ class SpanningTree(TorchDistribution):
         self.edge_logits = edge_logits
         self.num_vertices = V
         self.sampler_options = options
-        super().__init__(torch.Size(), torch.Size((V - 1, 2)), validate_args=validate_args)
+        batch_shape = edge_logits.shape[:-1]
+        super().__init__(batch_shape, torch.Size((V - 1, 2)), validate_args=validate_args)
         if "initial_edges" in options:
             self.validate_edges(options["initial_edges"])
 
     @classmethod
     def infer_shapes(cls, edge_logits):
-        """``(batch_shape, event_shape)`` from the shape of ``edge_logits``: ``((), (V-1, 2))``."""
+        """``(batch_shape, event_shape)`` from the shape of ``edge_logits``:
+        ``(edge_logits[:-1], (V-1, 2))``."""
         V = _num_vertices(edge_logits[-1])
-        return torch.Size(), torch.Size((V - 1, 2))
+        return torch.Size(edge_logits[:-1]), torch.Size((V - 1, 2))
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self.__new__(type(self)) if _instance is None else _instance
+        new.edge_logits = self.edge_logits.expand(batch_shape + self.edge_logits.shape[-1:])
+        new.num_vertices = self.num_vertices
+        new.sampler_options = self.sampler_options
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _weight_matrix(self):
+        """``batch + (V, V)`` symmetric edge weights ``exp(logit - shift)`` and the
+        ``batch`` shift (the largest logit of each member)."""
+        V = self.num_vertices
+        logits = self.edge_logits
+        shift = logits.detach().max(-1).values
+        weights = (logits - shift.unsqueeze(-1)).exp()
+        v1, v2 = self._graph()
+        W = logits.new_zeros(self.batch_shape + (V, V))
+        W[..., v1, v2] = weights
+        W[..., v2, v1] = weights
+        return W, shift
 
     def _graph(self):
         return make_complete_graph(self.num_vertices).to(self.edge_logits.device)
@@ -293,20 +320,19 @@ class SpanningTree(TorchDistribution):
     @property
     def log_partition_function(self) -> torch.Tensor:
         """``log`` of the sum over trees of ``exp(sum of edge logits)`` (matrix-tree theorem)."""
-        V = self.num_vertices
-        logits = self.edge_logits
-        shift = logits.detach().max()
-        weights = (logits - shift).exp()
-        v1, v2 = self._graph()
-        W = logits.new_zeros(V, V).index_put((v1, v2), weights).index_put((v2, v1), weights)
+        W, shift = self._weight_matrix()
         laplacian = torch.diag_embed(W.sum(-1)) - W
-        chol = torch.linalg.cholesky(laplacian[1:, 1:])
-        return 2 * chol.diagonal().log().sum() + (V - 1) * shift
+        chol = torch.linalg.cholesky(laplacian[..., 1:, 1:])
+        log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return log_det + (self.num_vertices - 1) * shift
 
     def log_prob(self, edges: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self.validate_edges(edges)
-        score = self.edge_logits[_edge_rank(edges.long())].sum(-1)
+        rank = _edge_rank(edges.long())
+        shape = broadcast_shape(rank.shape[:-1], self.batch_shape)
+        logits = self.edge_logits.expand(shape + self.edge_logits.shape[-1:])
+        score = logits.gather(-1, rank.expand(shape + rank.shape[-1:])).sum(-1)
         return score - self.log_partition_function
 
     def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
@@ -319,21 +345,25 @@ class SpanningTree(TorchDistribution):
         """
         sample_shape = torch.Size(sample_shape)
         V = self.num_vertices
-        N = sample_shape.numel()
+        shape = sample_shape + self.batch_shape
+        N = shape.numel()
         graph = self._graph()
         with torch.no_grad():
+            E = self.edge_logits.size(-1)
             logits = self.edge_logits.detach()
+            if self.batch_shape:  # one row of logits per chain
+                logits = logits.expand(shape + (E,)).reshape(N, E)
             initial = self.sampler_options.get("initial_edges")
             if initial is None:
                 mask = _kruskal_init(logits, graph, V, N)
             else:
                 ranks = _edge_rank(initial.long().to(logits.device))
-                mask = torch.zeros(N, logits.numel(), dtype=torch.bool, device=logits.device)
+                mask = torch.zeros(N, E, dtype=torch.bool, device=logits.device)
                 mask[:, ranks] = True
             for _ in range(self.sampler_options.get("mcmc_steps", 1) * (V - 1)):
                 mask = _gibbs_update(mask, logits, graph, V)
             edges = _mask_to_edges(mask, graph, V)
-        return edges.reshape(sample_shape + (V - 1, 2))
+        return edges.reshape(shape + (V - 1, 2))
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         """All ``V ** (V-2)`` spanning trees (Cayley's formula), for ``V <= 6``."""
@@ -345,16 +375,28 @@ class SpanningTree(TorchDistribution):
             )
         if V not in _SUPPORT_CACHE:
             _SUPPORT_CACHE[V] = _prufer_trees(V)
-        return _SUPPORT_CACHE[V].to(self.edge_logits.device)
+        trees = _SUPPORT_CACHE[V].to(self.edge_logits.device)
+        if not self.batch_shape:
+            return trees
+        trees = trees.reshape((trees.size(0),) + (1,) * len(self.batch_shape) + (V - 1, 2))
+        if expand:
+            trees = trees.expand((trees.size(0),) + self.batch_shape + (V - 1, 2))
+        return trees
 
     @property
     def mode(self) -> torch.Tensor:
-        """The most probable tree: the maximum spanning tree of ``edge_logits`` (Kruskal)."""
-        return find_best_tree(self.edge_logits)
+        """The most probable tree (of each batch member): the maximum spanning tree of
+        ``edge_logits`` (Kruskal)."""
+        if not self.batch_shape:
+            return find_best_tree(self.edge_logits)
+        flat = self.edge_logits.reshape(-1, self.edge_logits.size(-1))
+        trees = torch.stack([find_best_tree(row) for row in flat])
+        return trees.reshape(self.batch_shape + self.event_shape)
 
     @property
     def edge_mean(self) -> torch.Tensor:
-        """Marginal probability of each edge to be in the tree, as a symmetric ``(V, V)`` matrix.
+        """Marginal probability of each edge to be in the tree, as a symmetric ``(V, V)``
+        matrix (``batch + (V, V)`` for a batch).
 
         For an edge ``(u, v)`` of weight ``w = exp(logit)`` it is ``w`` times the
         effective resistance between ``u`` and ``v`` in the graph with
@@ -368,16 +410,13 @@ class SpanningTree(TorchDistribution):
                     [0.6667, 0.0000, 0.6667],
                     [0.6667, 0.6667, 0.0000]])
         """
-        V = self.num_vertices
-        logits = self.edge_logits
-        weights = (logits - logits.detach().max()).exp()
-        v1, v2 = self._graph()
-        W = logits.new_zeros(V, V).index_put((v1, v2), weights).index_put((v2, v1), weights)
+        W, _ = self._weight_matrix()
         laplacian = torch.diag_embed(W.sum(-1)) - W
         # Ground vertex 0: the inverse of the reduced Laplacian, padded with zeros.
-        green = torch.nn.functional.pad(torch.linalg.inv(laplacian[1:, 1:]), (1, 0, 1, 0))
-        diag = green.diagonal()
-        resistance = diag.unsqueeze(-1) + diag - 2 * green
+        green = torch.linalg.inv(laplacian[..., 1:, 1:])
+        green = torch.nn.functional.pad(green, (1, 0, 1, 0))
+        diag = green.diagonal(dim1=-2, dim2=-1)
+        resistance = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2 * green
         return resistance * W
 
 

@@ -42,6 +42,11 @@ class Unit(TorchDistribution):
             self.has_rsample = has_rsample
         super().__init__(log_factor.shape, _NO_VALUE, validate_args=validate_args)
 
+    @classmethod
+    def infer_shapes(cls, log_factor=()):
+        """``(batch_shape, event_shape)``: the shape of ``log_factor`` and ``(0,)``."""
+        return torch.Size(log_factor), _NO_VALUE
+
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         new = self.__new__(type(self)) if _instance is None else _instance

@@ -145,7 +145,7 @@ def test_export_shapes_and_expand():
         (torch.zeros(3), torch.eye(3), torch.zeros(2, 1, 2), "control_var"),
         (torch.zeros(3), torch.eye(3), torch.zeros(2, 3), "control_var"),
         (torch.zeros(3), torch.eye(2), torch.zeros(2, 1, 3), "scale_tril"),
-        (torch.zeros(2, 3), torch.eye(3), torch.zeros(2, 1, 3), "loc"),
+        (torch.zeros(2, 3), torch.eye(3).expand(4, 3, 3), torch.zeros(2, 1, 3), "loc"),
     ],
 )
 def test_bad_parameters_raise(loc, scale_tril, control_var, name):

@@ -105,7 +105,7 @@ def test_seed_style_usage_and_export():
     [
         (torch.ones(1), torch.zeros(2), torch.ones(2), "D >= 2"),
         (torch.ones(3), torch.zeros(2), torch.ones(3), "component_scale"),
-        (torch.ones(2, 3), torch.zeros(2), torch.ones(2), "coord_scale"),
+        (torch.ones(2, 3), torch.zeros(3, 2), torch.ones(2), "coord_scale"),
         (torch.ones(3), torch.zeros(2), -torch.ones(2), "component_scale"),
         (-torch.ones(3), torch.zeros(2), torch.ones(2), "coord_scale"),
     ],

@@ -175,7 +175,7 @@ def test_bad_parameters_raise():
     with pytest.raises(ValueError, match="edge_logits"):
         SpanningTree(torch.zeros(5))
     with pytest.raises(ValueError, match="edge_logits"):
-        SpanningTree(torch.zeros(2, 3))
+        SpanningTree(torch.zeros(2, 4))  # a batch of 4 logits: not V*(V-1)//2 for any V
     with pytest.raises(ValueError, match="mcmc_steps"):
         SpanningTree(torch.zeros(3), {"mcmc_steps": -1})
     with pytest.raises(ValueError, match="sampler_options"):
