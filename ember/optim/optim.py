@@ -26,6 +26,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 import torch
 from torch.optim import Optimizer
 
+from ember.optim.adagrad_rmsprop import AdagradRMSProp as _AdagradRMSPropOptimizer
+from ember.optim.clipped_adam import ClippedAdam as _ClippedAdamOptimizer
+from ember.optim.dct_adam import DCTAdam as _DCTAdamOptimizer
 from ember.optim.dct_adam import moment_shape
 from ember.params.param_store import (
     MODULE_NAMESPACE_DIVIDER,
@@ -34,7 +37,7 @@ from ember.params.param_store import (
 )
 from ember.util import read_checked_file, torch_save_bytes, write_checked_file
 
-__all__ = ["PyroOptim", "OptimArgs", "is_scheduler"]
+__all__ = ["AdagradRMSProp", "ClippedAdam", "DCTAdam", "PyroOptim", "OptimArgs", "is_scheduler"]
 
 #: ``optim_args``: a dict of optimizer arguments, or a callable returning such a dict:
 #: of one argument, the parameter's full name in ``named_parameters()`` form
@@ -584,3 +587,83 @@ class PyroOptim:
                 f"written by save() (it holds a {type(state).__name__}, not a dict)"
             )
         self.set_state(state)
+
+
+class ClippedAdam(PyroOptim):
+    """:class:`~ember.optim.PyroOptim` over :class:`ember.optim.clipped_adam.ClippedAdam`.
+
+    :param optim_args: a dict (or a callable of ``(module_name, param_name)``
+        returning one) with any of ``lr`` (1e-3), ``betas`` ((0.9, 0.999)),
+        ``eps`` (1e-8), ``weight_decay`` (0), ``clip_norm`` (10.0: gradients are
+        clamped elementwise to ``[-clip_norm, clip_norm]``) and ``lrd`` (1.0: the
+        learning rate is multiplied by ``lrd`` at the start of every step, as in Pyro).
+    :param clip_args: optional extra clipping, as for :class:`~ember.optim.PyroOptim`.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import ClippedAdam
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> optim = ClippedAdam({"lr": 0.1, "clip_norm": 1.0, "lrd": 0.9})
+        >>> (x * torch.tensor([50.0, -0.5])).sum().backward()
+        >>> optim([x])
+        >>> x.detach()  # the first Adam step moves each coordinate by lr * lrd
+        tensor([-0.0900,  0.0900])
+    """
+
+    torch_optimizer = _ClippedAdamOptimizer
+
+    def __init__(self, optim_args: OptimArgs, clip_args: OptimArgs | None = None):
+        super().__init__(_ClippedAdamOptimizer, optim_args, clip_args)
+
+
+class AdagradRMSProp(PyroOptim):
+    """:class:`~ember.optim.PyroOptim` over :class:`ember.optim.adagrad_rmsprop.AdagradRMSProp`.
+
+    :param optim_args: a dict (or a callable of ``(module_name, param_name)``
+        returning one) with any of ``eta`` (1.0), ``delta`` (1e-16) and ``t`` (0.1).
+    :param clip_args: optional gradient clipping, as for :class:`~ember.optim.PyroOptim`.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import AdagradRMSProp
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> optim = AdagradRMSProp({"eta": 0.5, "delta": 0.0})
+        >>> (x * torch.tensor([1.0, -3.0])).sum().backward()
+        >>> optim([x])
+        >>> x.detach()  # -eta * g / (1 + |g|) at the first step
+        tensor([-0.2500,  0.3750])
+    """
+
+    torch_optimizer = _AdagradRMSPropOptimizer
+
+    def __init__(self, optim_args: OptimArgs, clip_args: OptimArgs | None = None):
+        super().__init__(_AdagradRMSPropOptimizer, optim_args, clip_args)
+
+
+class DCTAdam(PyroOptim):
+    """:class:`~ember.optim.PyroOptim` over :class:`ember.optim.dct_adam.DCTAdam`.
+
+    :param optim_args: a dict (or a callable of ``(module_name, param_name)``
+        returning one) with any of ``lr`` (1e-3), ``betas`` ((0.9, 0.999)),
+        ``eps`` (1e-8), ``clip_norm`` (10.0), ``lrd`` (1.0) and
+        ``subsample_aware`` (False).
+    :param clip_args: optional extra clipping, as for :class:`~ember.optim.PyroOptim`.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.optim import DCTAdam
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> optim = DCTAdam({"lr": 0.1})
+        >>> (x * torch.tensor([2.0, -0.5])).sum().backward()
+        >>> optim([x])
+        >>> x.detach()  # the first Adam step moves each entry by about lr
+        tensor([-0.1000,  0.1000])
+    """
+
+    torch_optimizer = _DCTAdamOptimizer
+
+    def __init__(self, optim_args: OptimArgs, clip_args: OptimArgs | None = None):
+        super().__init__(_DCTAdamOptimizer, optim_args, clip_args)
