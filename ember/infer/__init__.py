@@ -4,6 +4,7 @@ sampling.
 """
 
 from ember.infer.abstract_infer import EmpiricalMarginal, TracePosterior
+from ember.infer.discrete import infer_discrete
 from ember.infer.elbo import ELBO, ELBOModule
 from ember.infer.energy_distance import EnergyDistance
 from ember.infer.enum import config_enumerate
@@ -17,6 +18,7 @@ from ember.infer.trace_mean_field_elbo import JitTraceMeanField_ELBO, TraceMeanF
 from ember.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from ember.infer.traceenum_elbo import JitTraceEnum_ELBO, TraceEnum_ELBO
 from ember.infer.tracegraph_elbo import JitTraceGraph_ELBO, TraceGraph_ELBO
+from ember.infer.tracetmc_elbo import TraceTMC_ELBO
 
 __all__ = [
     "ELBO",
@@ -38,9 +40,11 @@ __all__ = [
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "TraceTailAdaptive_ELBO",
+    "TraceTMC_ELBO",
     "TracePosterior",
     "Trace_ELBO",
     "config_enumerate",
+    "infer_discrete",
 ]
 
 # The automatic guides build on the estimators above; ``import ember`` makes them

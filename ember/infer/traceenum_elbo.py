@@ -34,6 +34,7 @@ import ember.distributions as dist
 from ember import poutine
 from ember.distributions.util import is_identically_zero
 from ember.infer.elbo import ELBO, ParticleEstimate
+from ember.infer.enum_choice import choose_enumerated, chosen_value
 from ember.infer.enum_factors import (
     is_enumerated,
     model_log_factors,
@@ -709,9 +710,9 @@ class TraceEnum_ELBO(ELBO):
         """Run the model once with its enumerated sites drawn from their joint posterior.
 
         The guide runs once; the model's sites enumerated in parallel are then
-        drawn one at a time, in program order, each from its exact posterior given
-        the data and the values drawn before it (so the draws come from the joint
-        posterior), and the model is replayed with those values (and the guide's).
+        drawn jointly from their exact posterior given the data (variable
+        elimination with back-tracking, :func:`~ember.infer.enum_choice.choose_enumerated`),
+        and the model is replayed with those values (and the guide's).
         Returns what the model returns. The guide must not enumerate sites, and
         there must be one particle.
 
@@ -732,25 +733,19 @@ class TraceEnum_ELBO(ELBO):
                 "sample_posterior", model, guide, args, kwargs
             )
         factors, var_ordinals, sum_vars = model_log_factors(model_trace, max_plate_nesting)
-        sum_vars = set(sum_vars)
         replayed = poutine.Trace()
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and not site["is_observed"]:
                 replayed.add_node(name, **site)
         with torch.no_grad():
-            for name in [n for n in model_trace.nodes if n in sum_vars]:
-                found = self._posterior_probs(model_trace, factors, var_ordinals, sum_vars, {name})
-                site, frames, probs = found[name]
-                index = torch.distributions.Categorical(probs=probs.clamp(min=0)).sample()
-                factors = [_condition(f, name, index, frames) for f in factors]
-                del var_ordinals[name]
-                sum_vars.discard(name)
-                support = site["fn"].enumerate_support(expand=False)
-                support = support.reshape(support.shape[:1] + site["fn"].event_shape)
-                value = support[index.reshape(_plate_shape(frames))]
-                replayed.add_node(
-                    name, type="sample", name=name, value=value, is_observed=False, infer={}
-                )
+            # a scale weighs terms of the loss, not the posterior given the data
+            factors = [f._replace(scale=1.0) for f in factors]
+            chosen = choose_enumerated(factors, {v: var_ordinals[v] for v in sum_vars})
+        for name, (index, index_dims) in chosen.items():
+            value = chosen_value(model_trace.nodes[name], index, index_dims)
+            replayed.add_node(
+                name, type="sample", name=name, value=value, is_observed=False, infer={}
+            )
         return poutine.replay(model, trace=replayed)(*args, **kwargs)
 
     # ------------------------------------------------------------ interface
@@ -863,20 +858,6 @@ def _plate_shape(frames) -> List[int]:
     for fr in frames:
         shape[width + fr.dim] = fr.size
     return shape
-
-
-def _condition(factor: LogFactor, name: str, index: torch.Tensor, frames) -> LogFactor:
-    """``factor`` with the enumerated site ``name`` fixed to ``index`` (one value per
-    element of its plates ``frames``, a tensor over them in order)."""
-    if name not in factor.dims:
-        return factor
-    plates = [fr.name for fr in frames if fr.size != 1]
-    index = index.reshape([fr.size for fr in frames if fr.size != 1])
-    others = tuple(d for d in factor.dims if d != name)
-    tensor = factor.tensor.movedim(factor.dims.index(name), -1)
-    picked = align_dims(index, plates, others).expand(tensor.shape[:-1])
-    tensor = tensor.gather(-1, picked.unsqueeze(-1)).squeeze(-1)
-    return factor._replace(tensor=tensor, dims=others)
 
 
 def _configured_for_enumeration(traces) -> bool:

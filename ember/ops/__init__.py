@@ -29,7 +29,16 @@ from ember.ops.contract import (
     marginal,
     total,
 )
-from ember.ops.einsum import align_dims, log_einsum
+
+# with the einsum backends, reachable as ember.ops.einsum.torch_log etc.
+from ember.ops.einsum import (  # noqa: F401
+    align_dims,
+    log_einsum,
+    torch_log,
+    torch_map,
+    torch_marginal,
+    torch_sample,
+)
 from ember.ops.indexing import Index, Vindex, index, vindex
 
 __all__ = [

@@ -135,7 +135,7 @@ def broadcast_all(*values, **kwargs):
     for value in values:
         old = value._pyro_dims
         if old != dims:
-            value = value.permute(*(old.index(s) for s in dims if s in old))
+            value = value.permute([old.index(s) for s in dims if s in old])
             value = value.reshape(tuple(sizes[s] if s in old else 1 for s in dims))
             value = _named(value.expand(shape), dims)
         result.append(value)

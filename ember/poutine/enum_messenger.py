@@ -274,7 +274,8 @@ def _enumerated_value(
         )
     if num_samples is not None:  # Monte Carlo: independent draws along the new dim
         draw = fn.rsample if fn.has_rsample else fn.sample  # reparameterized when possible
-        return _place(draw((num_samples,)), len(batch_shape), dim, len(event_shape))
+        draws = thin_draws(draw((num_samples,)), msg, num_samples)
+        return _place(draws, len(batch_shape), dim, len(event_shape))
     if not expand:
         values = _fresh_index_support(fn, dim)
         if values is not None:
@@ -317,6 +318,60 @@ def _fresh_index_support(fn, dim: int):
 
 # ``arange`` supports by (size, dtype, device, dim), copied for each site
 _SUPPORT_TEMPLATES: Dict[tuple, torch.Tensor] = {}
+
+
+#: The ``infer`` key that asks :func:`thin_draws` to cut a site's Monte Carlo draws
+#: down to one population (Tensor Monte Carlo).
+TMC_POPULATION_KEY = "_tmc_population"
+
+
+def thin_draws(draws: torch.Tensor, msg, num_samples: int) -> torch.Tensor:
+    """Tensor Monte Carlo: cut ``num_samples`` draws of a site that vary along other
+    sites' enumeration dims down to one population of ``num_samples`` draws.
+
+    Only sites whose ``infer`` dict has :data:`TMC_POPULATION_KEY` set (as
+    :class:`~ember.infer.tracetmc_elbo.TraceTMC_ELBO` sets it) are cut down;
+    other Monte Carlo enumerated sites keep a full set of draws for every value
+    of the sites they depend on, which is what averaging over them
+    (:class:`~ember.infer.traceenum_elbo.TraceEnum_ELBO`) needs.
+
+    ``draws`` has shape ``(num_samples,) + batch_shape + event_shape``; a batch
+    dim of size > 1 that no plate owns is an enumeration dim of a site this one
+    depends on. By the site's ``infer["tmc"]`` (default ``"diagonal"``), draw
+    ``k`` keeps the value drawn given that site's value ``k`` (modulo its size,
+    ``"diagonal"``) or given a value picked uniformly at random, separately for
+    every element of the batch (``"mixture"``);
+    ``"full"`` (or ``infer["expand"]``) keeps every draw (their number then
+    multiplies along a chain). The result has size 1 along those dims.
+    """
+    infer = msg["infer"] or {}
+    strategy = infer.get("tmc", "diagonal")
+    if not infer.get(TMC_POPULATION_KEY) or strategy == "full" or infer.get("expand", False):
+        return draws
+    if strategy not in ("diagonal", "mixture"):
+        raise ValueError(
+            f"site {msg['name']!r}: infer['tmc'] must be 'diagonal', 'mixture' or 'full', "
+            f"got {strategy!r}"
+        )
+    batch_shape = msg["fn"].batch_shape
+    n = len(batch_shape)
+    plate_dims = {
+        f.dim
+        for f in msg["cond_indep_stack"] or ()
+        if getattr(f, "vectorized", True) and f.dim is not None
+    }
+    for i, size in enumerate(batch_shape):
+        if size == 1 or (i - n) in plate_dims:
+            continue
+        shape = list(draws.shape)
+        shape[1 + i] = 1
+        if strategy == "diagonal":
+            pick = torch.arange(num_samples, device=draws.device) % size
+            pick = pick.reshape((num_samples,) + (1,) * (draws.dim() - 1)).expand(shape)
+        else:  # an ancestor of its own for every draw and element
+            pick = torch.randint(size, shape, device=draws.device)
+        draws = draws.gather(1 + i, pick)
+    return draws
 
 
 def _place(values, batch_len: int, dim: int, event_dim: int):

@@ -1,10 +1,26 @@
-"""Log-space einsum: ``log(einsum(equation, *exp(operands)))`` computed stably.
+"""Log-space einsum: ``log(einsum(equation, *exp(operands)))`` computed stably,
+and ``opt_einsum`` contraction with ember's semiring backends.
 
-The contraction order comes from ``opt_einsum``; every pairwise step is done in
-log space, either exactly (broadcast add, then ``logsumexp``) when the pair is
-small, or as a max-shifted exponentiated ``torch.einsum`` when it is large. The
-resulting list of steps depends only on the equation and the operand shapes and
-is cached, so repeated calls (one per SVI step) only run tensor operations.
+:func:`log_einsum`: the contraction order comes from ``opt_einsum``; every
+pairwise step is done in log space, either exactly (broadcast add, then
+``logsumexp``) when the pair is small, or as a max-shifted exponentiated
+``torch.einsum`` when it is large. The resulting list of steps depends only on
+the equation and the operand shapes and is cached, so repeated calls (one per
+SVI step) only run tensor operations.
+
+:func:`contract` runs an ``opt_einsum`` contraction with a backend named by its
+module path. Besides ``"torch"``, the backends are the submodules of this
+package (each exposes ``einsum``, ``tensordot`` and ``transpose``):
+
+* ``ember.ops.einsum.torch_log``: sum-product in log space;
+* ``ember.ops.einsum.torch_map``: max-sum forward, argmax backward;
+* ``ember.ops.einsum.torch_sample``: sum-product forward, sampling backward;
+* ``ember.ops.einsum.torch_marginal``: sum-product forward, marginals backward.
+
+The last three record an *adjoint* graph on tensors marked with
+:func:`ember.ops.einsum.adjoint.require_backward`; the Pyro spellings
+(``"pyro.ops.einsum.torch_log"``, ...) name the same modules when ``pyro`` is
+an alias of ``ember``.
 """
 
 from __future__ import annotations
@@ -16,6 +32,8 @@ from typing import List, Sequence, Tuple
 
 import opt_einsum
 import torch
+
+__all__ = ["EXACT_PAIR_NUMEL", "align_dims", "contract", "contract_expression", "log_einsum"]
 
 # Pairwise contractions whose broadcast union has at most this many entries are
 # done exactly with ``logsumexp``; larger ones use a shifted ``torch.einsum``.
@@ -278,3 +296,61 @@ def _compile(equation: str, shapes: tuple, limit: int) -> tuple:
         dims.append(out)
     emit(*_plan_reduce(alive[0], dims[0], shape_of[alive[0]], output))
     return tuple(steps)
+
+
+# ---------------------------------------------------------------- opt_einsum front end
+
+_EXPRESSIONS: dict = {}
+
+
+def contract_expression(equation: str, *shapes, **kwargs):
+    """An ``opt_einsum`` contraction expression for operands of ``shapes``, cached.
+
+    The contraction path depends only on the equation, the shapes and the
+    options, so it is worked out once. ``cache_path=False`` skips the cache.
+
+    Example::
+
+        >>> import torch
+        >>> expr = contract_expression("ab,bc->ac", (2, 3), (3, 4))
+        >>> expr(torch.ones(2, 3), torch.ones(3, 4), backend="torch").shape
+        torch.Size([2, 4])
+    """
+    use_cache = kwargs.pop("cache_path", True)
+    shapes = tuple(tuple(s) for s in shapes)
+    if not use_cache:
+        return opt_einsum.contract_expression(equation, *shapes, **kwargs)
+    key = (equation, shapes, tuple(sorted(kwargs.items())))
+    try:
+        expr = _EXPRESSIONS.get(key)
+    except TypeError:  # an unhashable option: no cache
+        return opt_einsum.contract_expression(equation, *shapes, **kwargs)
+    if expr is None:
+        if len(_EXPRESSIONS) >= 4096:
+            _EXPRESSIONS.clear()
+        expr = _EXPRESSIONS[key] = opt_einsum.contract_expression(equation, *shapes, **kwargs)
+    return expr
+
+
+def contract(equation: str, *operands: torch.Tensor, **kwargs):
+    """``opt_einsum.contract`` with a cached contraction path and a named backend.
+
+    :param str backend: ``"torch"`` (plain sums of products) or the module path
+        of a semiring backend, e.g. ``"ember.ops.einsum.torch_log"``.
+    :param bool cache_path: whether to cache the contraction path (default True).
+
+    Example::
+
+        >>> import torch
+        >>> x, y = torch.randn(2, 3), torch.randn(3)
+        >>> z = contract("ab,b->a", x, y, backend="ember.ops.einsum.torch_log")
+        >>> bool(torch.allclose(z, (x + y).logsumexp(-1)))
+        True
+    """
+    backend = kwargs.pop("backend", "torch")
+    out = kwargs.pop("out", None)
+    cache_path = kwargs.pop("cache_path", True)
+    if kwargs:
+        raise TypeError(f"contract: unexpected keyword arguments {sorted(kwargs)}")
+    expr = contract_expression(equation, *(tuple(x.shape) for x in operands), cache_path=cache_path)
+    return expr(*operands, backend=backend, out=out)
