@@ -7,7 +7,13 @@ the learnable flows: :class:`InverseAutoregressiveFlow`,
 :class:`RadialFlow`, :class:`BatchNormTransform`,
 :class:`DeepSigmoidalFlow` and :class:`PermuteTransform`. The lowercase
 helpers (:func:`iaf`, :func:`planar`, ...) build a flow with its network;
-:func:`iterated` composes several.
+:func:`iterated` composes several. Fixed bijections beyond torch's
+(:class:`CholeskyTransform`, :class:`DiscreteCosineTransform`,
+:class:`HaarTransform`, :class:`OrderedTransform`, ...) and the linear flows
+:class:`Householder`, :class:`MatrixExponential` and
+:class:`GeneralizedChannelPermute` (with their ``Conditional*`` variants) live
+here too; the modules that define the transforms onto ember's constraints
+register them with ``biject_to`` / ``transform_to``.
 
 Example::
 
@@ -32,10 +38,37 @@ from ember.distributions.transforms.affine_autoregressive import (
     conditional_affine_autoregressive,
     iaf,
 )
+from ember.distributions.transforms.basic import ELUTransform, LeakyReLUTransform, elu, leaky_relu
 from ember.distributions.transforms.batchnorm import BatchNormTransform, batchnorm
 from ember.distributions.transforms.block_autoregressive import (
     BlockAutoregressive,
     block_autoregressive,
+)
+from ember.distributions.transforms.cholesky import (
+    CholeskyTransform,
+    CorrLCholeskyTransform,
+    CorrMatrixCholeskyTransform,
+)
+from ember.distributions.transforms.discrete_cosine import DiscreteCosineTransform
+from ember.distributions.transforms.generalized_channel_permute import (
+    ConditionalGeneralizedChannelPermute,
+    GeneralizedChannelPermute,
+    conditional_generalized_channel_permute,
+    generalized_channel_permute,
+)
+from ember.distributions.transforms.haar import HaarTransform
+from ember.distributions.transforms.householder import (
+    ConditionalHouseholder,
+    Householder,
+    conditional_householder,
+    householder,
+)
+from ember.distributions.transforms.lower_cholesky_affine import LowerCholeskyAffine
+from ember.distributions.transforms.matrix_exponential import (
+    ConditionalMatrixExponential,
+    MatrixExponential,
+    conditional_matrix_exponential,
+    matrix_exponential,
 )
 from ember.distributions.transforms.neural_autoregressive import (
     ConditionalNeuralAutoregressive,
@@ -45,6 +78,8 @@ from ember.distributions.transforms.neural_autoregressive import (
     deep_sigmoidal,
     neural_autoregressive,
 )
+from ember.distributions.transforms.normalize import Normalize
+from ember.distributions.transforms.ordered import OrderedTransform
 from ember.distributions.transforms.permute import PermuteTransform, permute
 from ember.distributions.transforms.planar import (
     ConditionalPlanar,
@@ -53,11 +88,17 @@ from ember.distributions.transforms.planar import (
     planar,
 )
 from ember.distributions.transforms.polynomial import Polynomial, polynomial
+from ember.distributions.transforms.power import PositivePowerTransform
 from ember.distributions.transforms.radial import (
     ConditionalRadial,
     RadialFlow,
     conditional_radial,
     radial,
+)
+from ember.distributions.transforms.simplex_to_ordered import SimplexToOrderedTransform
+from ember.distributions.transforms.softplus import (
+    SoftplusLowerCholeskyTransform,
+    SoftplusTransform,
 )
 from ember.distributions.transforms.sylvester import Sylvester, sylvester
 from ember.distributions.transforms.torch_transform import (
@@ -67,6 +108,7 @@ from ember.distributions.transforms.torch_transform import (
     TransformModule,
     iterated,
 )
+from ember.distributions.transforms.unit_cholesky import UnitLowerCholeskyTransform
 
 # Names of the same flows in later Pyro releases.
 Planar = PlanarFlow
@@ -75,6 +117,35 @@ BatchNorm = BatchNormTransform
 Permute = PermuteTransform
 
 __all__ = list(_torch_all) + [
+    "CholeskyTransform",
+    "ConditionalGeneralizedChannelPermute",
+    "ConditionalHouseholder",
+    "ConditionalMatrixExponential",
+    "CorrLCholeskyTransform",
+    "CorrMatrixCholeskyTransform",
+    "DiscreteCosineTransform",
+    "ELUTransform",
+    "GeneralizedChannelPermute",
+    "HaarTransform",
+    "Householder",
+    "LeakyReLUTransform",
+    "LowerCholeskyAffine",
+    "MatrixExponential",
+    "Normalize",
+    "OrderedTransform",
+    "PositivePowerTransform",
+    "SimplexToOrderedTransform",
+    "SoftplusLowerCholeskyTransform",
+    "SoftplusTransform",
+    "UnitLowerCholeskyTransform",
+    "conditional_generalized_channel_permute",
+    "conditional_householder",
+    "conditional_matrix_exponential",
+    "elu",
+    "generalized_channel_permute",
+    "householder",
+    "leaky_relu",
+    "matrix_exponential",
     "BlockAutoregressive",
     "ConditionalNeuralAutoregressive",
     "ConditionalPlanar",
