@@ -34,7 +34,8 @@ class BatchNormTransform(TransformModule):
     In training mode each inverse call (e.g. ``log_prob`` of a minibatch)
     normalizes with the minibatch mean and (biased) variance, taken over all
     dims but the last, and updates the running averages
-    ``moving_mean``/``moving_variance`` with weight ``momentum``; the forward
+    ``moving_mean``/``moving_variance`` with weight ``momentum`` (a single row
+    updates the mean only: its variance is unknown); the forward
     call always uses the running averages, so during training the forward
     map is not the inverse of the inverse map. In eval mode both directions
     use the running averages and are exact inverses.
@@ -76,11 +77,11 @@ class BatchNormTransform(TransformModule):
 
     def _batch_stats(self, y):
         flat = y.reshape(-1, self.input_dim)
-        if flat.shape[0] < 2:
+        if flat.shape[0] == 0:
             raise ValueError(
-                "BatchNormTransform in training mode needs a minibatch of at least 2 rows "
-                f"to estimate the variance, got input of shape {tuple(y.shape)}; call "
-                ".eval() to use the running averages instead"
+                "BatchNormTransform in training mode needs a minibatch of at least 1 row, "
+                f"got input of shape {tuple(y.shape)}; call .eval() to use the running "
+                "averages instead"
             )
         return flat.mean(0), flat.var(0, unbiased=False), flat.shape[0]
 
@@ -96,7 +97,8 @@ class BatchNormTransform(TransformModule):
             with torch.no_grad():
                 m = self.momentum
                 self.moving_mean.mul_(1 - m).add_(m * mean.detach())
-                self.moving_variance.mul_(1 - m).add_(m * var.detach() * (n / (n - 1)))
+                if n > 1:  # (one row says nothing about the variance: keep its average)
+                    self.moving_variance.mul_(1 - m).add_(m * var.detach() * (n / (n - 1)))
         else:
             mean, var = self.moving_mean, self.moving_variance
         return (y - mean) / torch.sqrt(var + self.epsilon) * self.constrained_gamma + self.beta

@@ -326,8 +326,14 @@ def test_batchnorm_training_uses_minibatch_and_updates_averages():
         assert torch.allclose(ladj, -torch.diagonal(jac).abs().log())
     # forward uses the running averages, so it does not undo the training-mode inverse
     assert not torch.allclose(bn(x.clone()), y)
-    with pytest.raises(ValueError, match="at least 2 rows"):
-        bn.inv(torch.randn(1, D, dtype=torch.float64))
+    # one row moves the running mean; its variance is unknown, so the average stays
+    before_mean, before_var = bn.moving_mean.clone(), bn.moving_variance.clone()
+    row = torch.randn(1, D, dtype=torch.float64)
+    bn.inv(row)
+    assert torch.allclose(bn.moving_mean, (1 - bn.momentum) * before_mean + bn.momentum * row[0])
+    assert torch.equal(bn.moving_variance, before_var)
+    with pytest.raises(ValueError, match="at least 1 row"):
+        bn.inv(torch.randn(0, D, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------- torch transforms
