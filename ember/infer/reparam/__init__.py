@@ -6,6 +6,8 @@ the geometry inference sees.
 """
 
 from ember.infer.reparam.conjugate import ConjugateReparam
+from ember.infer.reparam.discrete_cosine import DiscreteCosineReparam
+from ember.infer.reparam.haar import HaarReparam
 from ember.infer.reparam.hmm import LinearHMMReparam
 from ember.infer.reparam.loc_scale import LocScaleReparam
 from ember.infer.reparam.neutra import NeuTraReparam
@@ -23,7 +25,9 @@ from ember.infer.reparam.unit_jacobian import UnitJacobianReparam
 __all__ = [
     "AutoReparam",
     "ConjugateReparam",
+    "DiscreteCosineReparam",
     "GumbelSoftmaxReparam",
+    "HaarReparam",
     "LatentStableReparam",
     "LinearHMMReparam",
     "LocScaleReparam",
