@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from torch.distributions import constraints
-from torch.distributions.transforms import Transform
-
+from ember.distributions.transforms.orthonormal import OrthonormalAlongDim
 from ember.ops.tensor_utils import haar_transform, inverse_haar_transform
 
 
-class HaarTransform(Transform):
+class HaarTransform(OrthonormalAlongDim):
     """The orthonormal Haar wavelet transform along dim ``dim`` (``log|det J| = 0``).
 
     See :func:`~ember.ops.tensor_utils.haar_transform` for the layout of the
@@ -30,34 +28,14 @@ class HaarTransform(Transform):
         tensor([1.0000, 1.0000, 3.0000, 3.0000])
     """
 
-    bijective = True
+    options = ("flip",)
 
     def __init__(self, dim: int = -1, flip: bool = False, cache_size: int = 0) -> None:
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim >= 0:
-            raise ValueError(f"HaarTransform: dim must be a negative int, got {dim!r}")
-        self.dim = dim
         self.flip = bool(flip)
-        super().__init__(cache_size=cache_size)
-
-    def __hash__(self):
-        return hash((type(self), self.dim, self.flip))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and (self.dim, self.flip) == (other.dim, other.flip)
-
-    @constraints.dependent_property(is_discrete=False)
-    def domain(self):
-        return constraints.independent(constraints.real, -self.dim)
-
-    @constraints.dependent_property(is_discrete=False)
-    def codomain(self):
-        return constraints.independent(constraints.real, -self.dim)
+        super().__init__(dim, cache_size)
 
     def _to_last(self, x):
-        if x.dim() < -self.dim:
-            raise ValueError(
-                f"HaarTransform: input of shape {tuple(x.shape)} has no dim {self.dim}"
-            )
+        self.check_input(x)
         return x if self.dim == -1 else x.transpose(self.dim, -1)
 
     def _from_last(self, x):
@@ -74,18 +52,3 @@ class HaarTransform(Transform):
         if self.flip:
             x = x.flip(-1)
         return self._from_last(x)
-
-    def log_abs_det_jacobian(self, x, y):
-        return x.new_zeros(x.shape[: x.dim() + self.dim])
-
-    def with_cache(self, cache_size: int = 1) -> HaarTransform:
-        if self._cache_size == cache_size:
-            return self
-        return HaarTransform(self.dim, flip=self.flip, cache_size=cache_size)
-
-    def forward_shape(self, shape):
-        if len(shape) < -self.dim:
-            raise ValueError(f"HaarTransform: shape {tuple(shape)} has fewer than {-self.dim} dims")
-        return shape
-
-    inverse_shape = forward_shape
