@@ -18,6 +18,7 @@ from ember import poutine
 from ember.infer.elbo import ELBO
 from ember.infer.progress import progress_loop
 from ember.infer.util import torch_item, unconstrained_param, zero_grads
+from ember.params.param_store import get_param_store
 
 __all__ = ["SVI"]
 
@@ -130,6 +131,15 @@ class SVI:
         return self._step(args, kwargs)
 
     def _step(self, args, kwargs) -> float:
+        try:
+            return self._take_step(args, kwargs)
+        except BaseException:
+            # A step stopped after its backward pass (an error, or Ctrl-C before the
+            # optimizer ran) must not leave gradients that the next step would add to.
+            zero_grads(p for _, p in get_param_store().named_parameters())
+            raise
+
+    def _take_step(self, args, kwargs) -> float:
         if self._elbo is not None:
             # the estimator reports the params of the traces it made
             loss, params = self._elbo.loss_and_params(self.model, self.guide, *args, **kwargs)
