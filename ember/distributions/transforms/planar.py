@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
+    ConditionedByNetwork,
     TransformModule,
     check_last_dim,
     check_positive_int,
@@ -97,7 +98,7 @@ class PlanarFlow(TransformModule):
         return _planar_ladj(x, self.bias, self.u, self.w)
 
 
-class ConditionedPlanar(TransformModule):
+class ConditionedPlanar(ConditionedByNetwork):
     """A planar flow whose ``(bias, u, w)`` a network computes from a fixed context.
 
     Built by :meth:`ConditionalPlanar.condition`; the parameters are recomputed
@@ -114,25 +115,6 @@ class ConditionedPlanar(TransformModule):
         >>> flow(torch.randn(5, 2)).shape  # context batch (4, 1) against input batch (5,)
         torch.Size([4, 5, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, nn: torch.nn.Module, context: torch.Tensor, input_dim: int) -> None:
-        super().__init__(cache_size=1)
-        if not isinstance(context, torch.Tensor):
-            raise TypeError(
-                f"ConditionalPlanar.condition: context must be a tensor, got "
-                f"{type(context).__name__}"
-            )
-        self.nn = nn
-        self.context = context
-        self.input_dim = input_dim
-
-    def params(self):
-        """``(bias, u, w)`` for the context."""
-        return self.nn(self.context)
 
     def _call(self, x):
         check_last_dim("ConditionedPlanar", x, self.input_dim)

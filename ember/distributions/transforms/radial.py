@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
+    ConditionedByNetwork,
     TransformModule,
     check_last_dim,
     check_positive_int,
@@ -103,7 +104,7 @@ class RadialFlow(TransformModule):
         return _radial_ladj(x, self.x0, self.alpha_prime, self.beta_prime)
 
 
-class ConditionedRadial(TransformModule):
+class ConditionedRadial(ConditionedByNetwork):
     """A radial flow whose ``(x0, alpha', beta')`` a network computes from a fixed context.
 
     Built by :meth:`ConditionalRadial.condition`; the parameters are recomputed
@@ -119,25 +120,6 @@ class ConditionedRadial(TransformModule):
         >>> flow(torch.randn(5, 2)).shape
         torch.Size([4, 5, 2])
     """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, nn: torch.nn.Module, context: torch.Tensor, input_dim: int) -> None:
-        super().__init__(cache_size=1)
-        if not isinstance(context, torch.Tensor):
-            raise TypeError(
-                f"ConditionalRadial.condition: context must be a tensor, got "
-                f"{type(context).__name__}"
-            )
-        self.nn = nn
-        self.context = context
-        self.input_dim = input_dim
-
-    def params(self):
-        """``(x0, alpha', beta')`` for the context."""
-        return self.nn(self.context)
 
     def _call(self, x):
         check_last_dim("ConditionedRadial", x, self.input_dim)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.distributions import constraints
 from torch.distributions.transforms import ComposeTransform, Transform
 
 
@@ -245,6 +246,33 @@ class _ConditionalInverse(ConditionalTransformModule):
 
     def condition(self, context: torch.Tensor) -> Transform:
         return self._forward[0].condition(context).inv
+
+
+class ConditionedByNetwork(TransformModule):
+    """Base class of a vector flow conditioned on one context, whose parameters are
+    ``nn(context)`` (see :meth:`params`); what a conditional flow's ``condition``
+    returns. Subclasses implement ``_call`` (and ``log_abs_det_jacobian``) from
+    :meth:`params`. The result of one call is cached (``cache_size=1``).
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, nn: torch.nn.Module, context: torch.Tensor, input_dim: int) -> None:
+        super().__init__(cache_size=1)
+        if not isinstance(context, torch.Tensor):
+            conditional = type(self).__name__.replace("Conditioned", "Conditional", 1)
+            raise TypeError(
+                f"{conditional}.condition: context must be a tensor, got {type(context).__name__}"
+            )
+        self.nn = nn
+        self.context = context
+        self.input_dim = input_dim
+
+    def params(self):
+        """The flow's parameters for the context: ``nn(context)``."""
+        return self.nn(self.context)
 
 
 def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
