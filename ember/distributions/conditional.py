@@ -124,6 +124,24 @@ class ConstantConditionalTransform(ConditionalTransform):
             clear()
 
 
+def as_conditional_transforms(owner: str, transforms) -> list:
+    """``transforms`` as a list of :class:`ConditionalTransform`: a plain ``Transform``
+    becomes a :class:`ConstantConditionalTransform`; anything else is a TypeError
+    naming ``owner`` and the position."""
+    out = []
+    for i, t in enumerate(transforms):
+        if isinstance(t, ConditionalTransform):
+            out.append(t)
+        elif isinstance(t, torch.distributions.transforms.Transform):
+            out.append(ConstantConditionalTransform(t))
+        else:
+            raise TypeError(
+                f"{owner}: transforms[{i}] must be a Transform or a ConditionalTransform, "
+                f"got {type(t).__name__}"
+            )
+    return out
+
+
 class ConditionalTransformedDistribution(ConditionalDistribution):
     """A base distribution pushed through transforms, any of which may depend on a context.
 
@@ -155,17 +173,9 @@ class ConditionalTransformedDistribution(ConditionalDistribution):
             )
         if isinstance(transforms, (torch.distributions.transforms.Transform, ConditionalTransform)):
             transforms = [transforms]
-        self.transforms = []
-        for i, t in enumerate(transforms):
-            if isinstance(t, ConditionalTransform):
-                self.transforms.append(t)
-            elif isinstance(t, torch.distributions.transforms.Transform):
-                self.transforms.append(ConstantConditionalTransform(t))
-            else:
-                raise TypeError(
-                    f"ConditionalTransformedDistribution: transforms[{i}] must be a Transform "
-                    f"or a ConditionalTransform, got {type(t).__name__}"
-                )
+        self.transforms = as_conditional_transforms(
+            "ConditionalTransformedDistribution", transforms
+        )
 
     def condition(self, context):
         base = self.base_dist.condition(context)
@@ -199,17 +209,7 @@ class ConditionalComposeTransformModule(ConditionalTransformModule, torch.nn.Mod
 
     def __init__(self, transforms, cache_size: int = 0):
         transforms = list(transforms)
-        self.transforms = []
-        for i, t in enumerate(transforms):
-            if isinstance(t, ConditionalTransform):
-                self.transforms.append(t)
-            elif isinstance(t, torch.distributions.transforms.Transform):
-                self.transforms.append(ConstantConditionalTransform(t))
-            else:
-                raise TypeError(
-                    f"ConditionalComposeTransformModule: transforms[{i}] must be a Transform "
-                    f"or a ConditionalTransform, got {type(t).__name__}"
-                )
+        self.transforms = as_conditional_transforms("ConditionalComposeTransformModule", transforms)
         if cache_size not in (0, 1):
             raise ValueError(f"cache_size must be 0 or 1, got {cache_size!r}")
         self.cache_size = cache_size
