@@ -56,16 +56,45 @@ def two_moons(n: int, noise: float = 0.1, seed: int = 0) -> torch.Tensor:
 
 
 class Flow(torch.nn.Module):
-    """A density on R^2: deep sigmoidal flows with coordinate swaps, in density direction."""
+    """A density on R^2: flow layers with coordinate swaps, in density direction.
 
-    def __init__(self, num_layers: int = 3, hidden: int = 32, hidden_units: int = 16):
+    ``kind`` is ``"deep_sigmoidal"`` (deep sigmoidal flows with ``hidden_units``
+    sigmoids each) or ``"spline_coupling"`` (rational-spline coupling layers
+    with ``count_bins`` bins); ``hidden`` is the width of the networks' two
+    hidden layers.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.demo.flow_moons import Flow
+        >>> Flow(kind="spline_coupling").log_prob(torch.zeros(4, 2)).shape
+        torch.Size([4])
+    """
+
+    KINDS = ("deep_sigmoidal", "spline_coupling")
+
+    def __init__(
+        self,
+        num_layers: int = 3,
+        hidden: int = 32,
+        hidden_units: int = 16,
+        kind: str = "deep_sigmoidal",
+        count_bins: int = 8,
+    ):
         super().__init__()
-        self.layers = torch.nn.ModuleList(
-            [
+        if kind not in self.KINDS:
+            raise ValueError(f"Flow: kind={kind!r} is not one of {self.KINDS}")
+        if kind == "spline_coupling":
+            layers = [
+                T.spline_coupling(2, hidden_dims=[hidden, hidden], count_bins=count_bins)
+                for _ in range(num_layers)
+            ]
+        else:
+            layers = [
                 T.deep_sigmoidal(2, [hidden, hidden], hidden_units=hidden_units)
                 for _ in range(num_layers)
             ]
-        )
+        self.layers = torch.nn.ModuleList(layers)
         self.swap = T.PermuteTransform(torch.tensor([1, 0]))
 
     def distribution(self, like: torch.Tensor) -> dist.TransformedDistribution:

@@ -38,6 +38,12 @@ from ember.distributions.transforms.affine_autoregressive import (
     conditional_affine_autoregressive,
     iaf,
 )
+from ember.distributions.transforms.affine_coupling import (
+    AffineCoupling,
+    ConditionalAffineCoupling,
+    affine_coupling,
+    conditional_affine_coupling,
+)
 from ember.distributions.transforms.basic import ELUTransform, LeakyReLUTransform, elu, leaky_relu
 from ember.distributions.transforms.batchnorm import BatchNormTransform, batchnorm
 from ember.distributions.transforms.block_autoregressive import (
@@ -100,6 +106,19 @@ from ember.distributions.transforms.softplus import (
     SoftplusLowerCholeskyTransform,
     SoftplusTransform,
 )
+from ember.distributions.transforms.spline import (
+    ConditionalSpline,
+    Spline,
+    conditional_spline,
+    spline,
+)
+from ember.distributions.transforms.spline_autoregressive import (
+    ConditionalSplineAutoregressive,
+    SplineAutoregressive,
+    conditional_spline_autoregressive,
+    spline_autoregressive,
+)
+from ember.distributions.transforms.spline_coupling import SplineCoupling, spline_coupling
 from ember.distributions.transforms.sylvester import Sylvester, sylvester
 from ember.distributions.transforms.torch_transform import (
     ComposeTransformModule,
@@ -160,6 +179,20 @@ __all__ = list(_torch_all) + [
     "polynomial",
     "sylvester",
     "AffineAutoregressive",
+    "AffineCoupling",
+    "ConditionalAffineCoupling",
+    "ConditionalSpline",
+    "ConditionalSplineAutoregressive",
+    "Spline",
+    "SplineAutoregressive",
+    "SplineCoupling",
+    "affine_coupling",
+    "conditional_affine_coupling",
+    "conditional_spline",
+    "conditional_spline_autoregressive",
+    "spline",
+    "spline_autoregressive",
+    "spline_coupling",
     "BatchNorm",
     "BatchNormTransform",
     "ComposeTransformModule",
