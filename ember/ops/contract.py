@@ -12,10 +12,19 @@ small. Models whose structure makes this impossible in polynomial time raise
 Factors are :class:`LogFactor` tuples whose tensors are *packed*: one tensor dim
 per name in ``dims`` (plate names for plate dims, variable names for enumerated
 dims), with no broadcasting dims.
+
+The same message passing is also available on Pyro's representation, trees of
+packed tensors (``tensor._pyro_dims``) contracted with a ring of
+:mod:`ember.ops.rings`: :func:`contract_tensor_tree`, :func:`contract_to_tensor`,
+and on top of them the plated, multi-output :func:`einsum` (and its deprecated
+log-space name :func:`ubersum`) with every einsum backend (values, logs, and the
+map / sample / marginal adjoint backends), checked against the unrolling
+reference :func:`naive_ubersum`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -26,7 +35,9 @@ from typing import Dict, Hashable, Iterable, List, Mapping, NamedTuple, Tuple, U
 import opt_einsum
 import torch
 
-from ember.ops.einsum import EXACT_PAIR_NUMEL, align_dims, log_einsum
+from ember.ops.einsum import EXACT_PAIR_NUMEL, align_dims, contract, log_einsum
+from ember.ops.rings import BACKEND_TO_RING, LinearRing, LogRing, MapRing
+from ember.util import ignore_jit_warnings
 
 Ordinal = frozenset
 
@@ -639,24 +650,298 @@ def ancestral_marginal(
     return LogFactor(term.tensor, term.dims, target_ordinal, "marginal")
 
 
-# ---------------------------------------------------------------- einsum with plates
+# ---------------------------------------------------------------- packed tensor trees
+#
+# The functions below work on *packed* tensors (``tensor._pyro_dims`` names each
+# dim with one character, see :mod:`ember.ops.packed`) grouped into a *tensor
+# tree*: a mapping from ordinals (frozensets of plate dim symbols) to the terms
+# that live in those plates. Their tensor operations come from a ring
+# (:mod:`ember.ops.rings`), so one algorithm serves sum-product, max-product,
+# sampling and marginals.
 
-#: Backends of :func:`einsum`: values (``"torch"``) or their logs.
-EINSUM_BACKENDS = {
-    "torch": "linear",
-    "pyro.ops.einsum.torch_log": "log",
-    "ember.ops.einsum.torch_log": "log",
-}
+#: Backends of :func:`einsum` and their rings (Pyro's module paths and ember's).
+EINSUM_BACKENDS = BACKEND_TO_RING
+
+
+def partition_terms(ring, terms, dims) -> List[Tuple[list, set]]:
+    """Split packed ``terms`` into groups that share sum dims.
+
+    Two terms are in the same group when they are connected through the sum
+    dims ``dims`` they mention. Returns ``(terms, dims)`` pairs, one per group,
+    with the sum dims the group mentions; terms without sum dims form groups of
+    their own. Deterministic, and neither ``terms`` nor ``dims`` is modified.
+    ``ring`` is accepted for symmetry with the other tensor-tree functions.
+
+    Example::
+
+        >>> import torch
+        >>> from ember.ops.packed import pack
+        >>> x = pack(torch.ones(2, 3), {-2: "a", -1: "b"})
+        >>> y = pack(torch.ones(3), {-1: "b"})
+        >>> z = pack(torch.ones(4), {-1: "c"})
+        >>> [(len(ts), sorted(ds)) for ts, ds in partition_terms(None, [x, y, z], {"b", "c"})]
+        [(2, ['b']), (1, ['c'])]
+    """
+    dims = set(dims)
+    terms = list(terms)
+    root = list(range(len(terms)))
+
+    def find(i):
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    first_term: Dict[str, int] = {}
+    for i, term in enumerate(terms):
+        for d in term._pyro_dims:
+            if d in dims:
+                j = first_term.setdefault(d, i)
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    root[max(ri, rj)] = min(ri, rj)
+    groups: Dict[int, Tuple[list, set]] = {}
+    for i, term in enumerate(terms):
+        group_terms, group_dims = groups.setdefault(find(i), ([], set()))
+        group_terms.append(term)
+        group_dims.update(d for d in term._pyro_dims if d in dims)
+    return list(groups.values())
+
+
+def _plates_text(ordinal) -> str:
+    return ", ".join(sorted(str(p) for p in ordinal)) or "no plates"
+
+
+def check_plates_are_sensible(kept_dims, missing_plates) -> None:
+    """Raise ValueError if sum dims ``kept_dims`` are kept without their plates.
+
+    A sum dim inside plates has one copy per plate element: a result keeping
+    that dim must also keep the plates ``missing_plates`` it would otherwise
+    lose.
+
+    Example::
+
+        >>> check_plates_are_sensible({"a"}, frozenset())  # nothing missing: fine
+        >>> try:
+        ...     check_plates_are_sensible({"a"}, frozenset("i"))
+        ... except ValueError as e:
+        ...     print(str(e)[:52])
+        It is nonsensical to preserve a plated dim without p
+    """
+    if kept_dims and missing_plates:
+        raise ValueError(
+            "It is nonsensical to preserve a plated dim without preserving all of that dim's "
+            f"plates: the result keeps dim(s) {sorted(kept_dims)} without its plate(s) "
+            f"[{_plates_text(missing_plates)}]; keep those plates in the output too"
+        )
+
+
+def _tree_error(leaf, term) -> IntractableError:
+    return IntractableError(
+        "Expected tree-structured plate nesting, but found dependencies on independent "
+        f"plates [{_plates_text(leaf)}]: the term with dims {term._pyro_dims!r} couples sum "
+        "dims from plates that do not nest, so summing them out would cost exponentially in "
+        "the plate sizes. Try converting one of the vectorized plates to a sequential plate "
+        "(but beware exponential cost in the size of the sequence)"
+    )
+
+
+def _contract_component(ring, tree, sum_dims, target_dims):
+    """Contract one connected component of a tensor tree down to one term.
+
+    ``tree`` (a dict ordinal -> list of terms, consumed here) is contracted by
+    message passing from the innermost plates outwards: at each leaf ordinal its
+    terms are multiplied and their local sum dims summed out, then the plates
+    the result no longer needs are product-contracted and the result moves to
+    its parent ordinal. Sum dims in ``target_dims`` are kept; when such a dim
+    must leave its plates, the term is split by inclusion-exclusion
+    (:meth:`Ring.global_local`) into a global part that moves on and a local
+    part kept aside and multiplied back at the end, so the result is exact.
+
+    Returns ``(ordinal, term)``.
+    """
+    dim_ordinal: Dict[str, frozenset] = {}
+    for ordinal, terms in tree.items():
+        for term in terms:
+            for d in sum_dims.intersection(term._pyro_dims):
+                dim_ordinal[d] = dim_ordinal.get(d, ordinal) & ordinal
+    dims_at: Dict[frozenset, set] = {}
+    for d, ordinal in dim_ordinal.items():
+        dims_at.setdefault(ordinal, set()).add(d)
+
+    root = frozenset.intersection(*tree)
+    local_terms = []
+    local_dims = set(target_dims)
+    local_ordinal = frozenset()
+    while any(dims_at.values()) or len(tree) > 1:
+        leaf = max(tree, key=len)  # no ordinal of the tree lies inside it
+        leaf_terms = tree.pop(leaf)
+        leaf_dims = dims_at.pop(leaf, set())
+        for terms, dims in partition_terms(ring, leaf_terms, leaf_dims):
+            term = ring.sumproduct(terms, dims - local_dims)
+            if leaf == root:
+                tree.setdefault(leaf, []).append(term)
+                continue
+            pending = sum_dims.intersection(term._pyro_dims)
+            outer = [o for o, ds in dims_at.items() if ds & pending]
+            parent = frozenset().union(*outer) if outer else root
+            if parent == leaf:
+                raise _tree_error(leaf, term)
+            plates = leaf - parent
+            kept = dims & local_dims
+            if kept:
+                term, local_term = ring.global_local(term, kept, plates)
+                local_terms.append(local_term)
+                local_dims |= sum_dims.intersection(local_term._pyro_dims)
+                local_ordinal |= leaf
+            else:
+                term = ring.product(term, plates)
+            tree.setdefault(parent, []).append(term)
+        if leaf == root and not any(dims_at.values()) and len(tree) == 1:
+            break
+
+    ordinal, terms = tree.popitem()
+    term = terms[0] if len(terms) == 1 else ring.sumproduct(terms, set())
+    if local_terms:
+        local_terms.append(term)
+        term = ring.sumproduct(local_terms, local_dims - set(target_dims))
+        ordinal = ordinal | local_ordinal
+    return ordinal, term
+
+
+def _check_tree_args(tensor_tree, sum_dims):
+    if not isinstance(tensor_tree, Mapping):
+        raise TypeError(
+            "tensor_tree must map ordinals (frozensets of plate dims) to lists of packed "
+            f"tensors, got {type(tensor_tree).__name__}"
+        )
+    for ordinal, terms in tensor_tree.items():
+        for term in terms:
+            if not hasattr(term, "_pyro_dims"):
+                raise ValueError(
+                    f"a term of shape {tuple(term.shape)} at ordinal {set(ordinal)} is not "
+                    "packed (no _pyro_dims); pack it with ember.ops.packed.pack"
+                )
+    return set(sum_dims)
+
+
+def _components(ring, tensor_tree, sum_dims):
+    """Connected components of a tensor tree, each as a fresh dict ordinal -> terms."""
+    ordinal_of = {}
+    every = []
+    for ordinal, terms in tensor_tree.items():
+        for term in terms:
+            ordinal_of[id(term)] = ordinal
+            every.append(term)
+    for terms, dims in partition_terms(ring, every, sum_dims):
+        tree: Dict[frozenset, list] = {}
+        for term in terms:
+            tree.setdefault(ordinal_of[id(term)], []).append(term)
+        yield tree, dims
+
+
+def contract_tensor_tree(tensor_tree, sum_dims, cache=None, ring=None) -> OrderedDict:
+    """Sum the ``sum_dims`` out of a tree of packed tensors by message passing.
+
+    ``tensor_tree`` maps ordinals (frozensets of plate dim symbols) to lists of
+    packed tensors; ``sum_dims`` is the set of every sum dim (the other dims of
+    the terms are plate dims). Each connected component is contracted to one
+    term, at the smallest ordinal its sum dims allow (plates are only partially
+    product-contracted). Returns a new ``OrderedDict`` ordinal -> terms; the input
+    is not modified. ``ring`` defaults to a :class:`~ember.ops.rings.LogRing`
+    using ``cache``.
+
+    Example::
+
+        >>> import torch
+        >>> from collections import OrderedDict
+        >>> from ember.ops.packed import pack
+        >>> prior = pack(torch.tensor([0.3, 0.7]).log(), {-1: "a"})
+        >>> lik = pack(torch.zeros(2, 4), {-2: "a", -1: "i"})  # one factor per element of i
+        >>> out = contract_tensor_tree(OrderedDict([(frozenset(), [prior]),
+        ...                                         (frozenset("i"), [lik])]), {"a"})
+        >>> [(sorted(o), t._pyro_dims, round(float(t), 4)) for o, ts in out.items() for t in ts]
+        [([], '', 0.0)]
+    """
+    sum_dims = _check_tree_args(tensor_tree, sum_dims)
+    if ring is None:
+        ring = LogRing(cache)
+    result: OrderedDict = OrderedDict()
+    for tree, dims in _components(ring, tensor_tree, sum_dims):
+        ordinal, term = _contract_component(ring, tree, dims, set())
+        result.setdefault(ordinal, []).append(term)
+    return result
+
+
+def contract_to_tensor(
+    tensor_tree,
+    sum_dims,
+    target_ordinal=None,
+    target_dims=None,
+    cache=None,
+    ring=None,
+) -> torch.Tensor:
+    """Contract a tree of packed tensors to one tensor in the plates ``target_ordinal``.
+
+    Sum dims not in ``target_dims`` are summed out, plates not in
+    ``target_ordinal`` are product-contracted, and the result is broadcast to
+    the plates of ``target_ordinal`` it lacks (their sizes come from the ring's
+    ``dim_to_size``). With ``target_dims`` (a subset of ``sum_dims``) the result
+    is exact up to a constant factor: components that do not touch a target dim
+    are left out. Raises ValueError when a kept sum dim would lose its plates,
+    and :class:`IntractableError` (a NotImplementedError) when the plates do not
+    nest. The input is not modified.
+
+    Example::
+
+        >>> import torch
+        >>> from collections import OrderedDict
+        >>> from ember.ops.packed import pack
+        >>> x = pack(torch.tensor([[1.0, 2.0], [3.0, 4.0]]).log(), {-2: "a", -1: "i"})
+        >>> z = contract_to_tensor(OrderedDict([(frozenset("i"), [x])]), {"a"})
+        >>> z._pyro_dims, round(float(z.exp()), 4)  # (1 + 3) * (2 + 4)
+        ('', 24.0)
+    """
+    sum_dims = _check_tree_args(tensor_tree, sum_dims)
+    target_ordinal = frozenset() if target_ordinal is None else frozenset(target_ordinal)
+    target_dims = set() if target_dims is None else set(target_dims)
+    if not target_dims <= sum_dims:
+        raise ValueError(
+            f"contract_to_tensor: target_dims {sorted(target_dims - sum_dims)} are not sum dims "
+            f"(sum_dims = {sorted(sum_dims)})"
+        )
+    if ring is None:
+        ring = LogRing(cache)
+    modulo_total = bool(target_dims)
+    results = []
+    for tree, dims in _components(ring, tensor_tree, sum_dims):
+        if modulo_total and dims.isdisjoint(target_dims):
+            continue  # only a constant factor
+        ordinal, term = _contract_component(ring, tree, dims, target_dims & dims)
+        check_plates_are_sensible(
+            target_dims.intersection(term._pyro_dims), ordinal - target_ordinal
+        )
+        if ordinal - target_ordinal:
+            term = ring.product(term, ordinal - target_ordinal)
+        results.append(term)
+    if not results:
+        raise ValueError("contract_to_tensor: the tensor tree has no terms")
+    term = results[0] if len(results) == 1 else ring.sumproduct(results, set())
+    return ring.broadcast(term, target_ordinal)
+
+
+# ---------------------------------------------------------------- einsum with plates
 
 
 def _parse_plated(equation: str, operands, plates):
+    """Split and check a plated einsum equation: (inputs, outputs, sizes, plates, ordinals)."""
     if not isinstance(equation, str) or "->" not in equation:
         raise ValueError(f"einsum needs an explicit output, e.g. 'ab,bc->a,c'; got {equation!r}")
     if "." in equation:
         raise NotImplementedError("einsum does not support ellipsis ('...') notation")
     equation = equation.replace(" ", "")
     lhs, rhs = equation.split("->")
-    inputs = lhs.split(",") if lhs else []
+    inputs = lhs.split(",")
     outputs = rhs.split(",")
     if len(inputs) != len(operands):
         raise ValueError(
@@ -664,44 +949,54 @@ def _parse_plated(equation: str, operands, plates):
             "were given"
         )
     sizes: Dict[str, int] = {}
-    for dims, x in zip(inputs, operands):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"einsum operands must be tensors, got {type(x).__name__}")
-        if len(dims) != x.dim():
-            raise ValueError(
-                f"einsum: operand with dims {dims!r} has shape {tuple(x.shape)}; give one "
-                "letter per dim"
-            )
-        if len(set(dims)) != len(dims):
-            raise ValueError(f"einsum does not take repeated dims within an operand: {dims!r}")
-        for d, n in zip(dims, x.shape):
-            if sizes.setdefault(d, n) != n:
-                raise ValueError(f"einsum: dimension size mismatch at dim {d!r}: {n} vs {sizes[d]}")
+    with ignore_jit_warnings():
+        for dims, x in zip(inputs, operands):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"einsum operands must be tensors, got {type(x).__name__}")
+            if len(dims) != x.dim():
+                raise ValueError(
+                    f"einsum: operand with dims {dims!r} has shape {tuple(x.shape)}; give one "
+                    "letter per dim"
+                )
+            if len(set(dims)) != len(dims):
+                raise ValueError(f"einsum does not take repeated dims within an operand: {dims!r}")
+            for d, n in zip(dims, map(int, x.shape)):
+                if sizes.setdefault(d, n) != n:
+                    raise ValueError(
+                        f"einsum: Dimension size mismatch at dim {d!r}: {n} vs {sizes[d]} "
+                        f"(equation {equation!r})"
+                    )
     plates = frozenset(plates)
-    for out in outputs:
-        for d in out:
-            if d not in sizes:
-                raise ValueError(f"einsum: output dim {d!r} appears in no operand ({equation!r})")
-        if len(set(out)) != len(out):
-            raise ValueError(f"einsum: repeated output dim in {out!r}")
-    # a variable lives in the plates that go with it in every operand it appears in
+    # a sum dim lives in the plates that go with it in every operand it appears in
     var_ordinals: Dict[str, frozenset] = {}
     for dims in inputs:
         ordinal = plates.intersection(dims)
         for d in dims:
             if d not in plates:
                 var_ordinals[d] = var_ordinals.get(d, ordinal) & ordinal
+    for out in outputs:
+        for d in out:
+            if d not in sizes:
+                raise ValueError(f"einsum: output dim {d!r} appears in no operand ({equation!r})")
+        if len(set(out)) != len(out):
+            raise ValueError(f"einsum: repeated output dim in {out!r}")
+        for d in out:
+            if d not in plates:
+                check_plates_are_sensible({d}, var_ordinals[d] - plates.intersection(out))
     return inputs, outputs, sizes, plates, var_ordinals
 
 
-def einsum(
-    equation: str,
-    *operands: torch.Tensor,
-    plates: str = "",
-    backend: str = "torch",
-    cache=None,
-    modulo_total: bool = False,
-) -> Tuple[torch.Tensor, ...]:
+def _ring_class(backend, fn):
+    ring = EINSUM_BACKENDS.get(backend)
+    if ring is None:
+        raise NotImplementedError(
+            f"{fn}: backend {backend!r} is not implemented; only the following backends are "
+            f"currently implemented: {', '.join(sorted(EINSUM_BACKENDS))}"
+        )
+    return ring
+
+
+def einsum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
     """Plated sum-product contraction with one or more outputs.
 
     Like :func:`torch.einsum` (``"ab,bc->ac"``), except that:
@@ -709,19 +1004,24 @@ def einsum(
     * several outputs may be requested, comma-separated (``"ab,bc->a,c"``);
       the result is a tuple with one tensor per output;
     * dims named in ``plates`` are *product* dims: along them, the inputs are
-      multiplied rather than summed. A non-plate dim that appears only together
-      with a plate dim ``i`` stands for one variable per element of ``i``
-      (summed separately in each); an output that keeps such a dim must keep
-      its plates too. Each output element depends on all the elements of the
-      plates it does not keep.
+      multiplied rather than summed. A sum dim that appears only together with
+      a plate dim ``i`` stands for one variable per element of ``i``; an output
+      that keeps such a dim must keep its plates too. Each output element is
+      the contraction of *all* plate elements, keeping the output's variables
+      at that element.
 
-    ``backend="torch"`` contracts values; ``"pyro.ops.einsum.torch_log"`` (or
-    ``"ember.ops.einsum.torch_log"``) contracts their logs, with ``logsumexp``
-    for sums and ``+`` for products. Contractions whose cost grows
-    exponentially with a plate size raise :class:`NotImplementedError`. An
-    output with dims needs ``modulo_total=True`` (which allows each output to
-    be off by a constant factor; ember computes it exactly). ``cache`` is
-    accepted and unused.
+    Keyword arguments: ``plates`` (a string of plate dims), ``backend``
+    (``"torch"`` for values; ``"pyro.ops.einsum.torch_log"`` or
+    ``"ember.ops.einsum.torch_log"`` for log-values, with ``logsumexp`` for sums
+    and ``+`` for products; ``torch_map``, ``torch_sample`` and
+    ``torch_marginal`` for the log-space adjoint backends, whose results carry a
+    backward pass to inputs marked with
+    :func:`~ember.ops.einsum.adjoint.require_backward`), ``cache`` (a dict
+    shared between calls to reuse intermediates) and ``modulo_total``. An
+    output with dims needs ``modulo_total=True``, which lets each output be off
+    by a constant factor (terms that do not touch its dims are left out).
+    Contractions whose cost would grow exponentially with a plate size raise
+    :class:`IntractableError`, a NotImplementedError.
 
     Example::
 
@@ -735,55 +1035,52 @@ def einsum(
         >>> bool(torch.isclose(p, w.sum(0).prod()))
         True
     """
-    ring = EINSUM_BACKENDS.get(backend)
-    if ring is None:
-        raise NotImplementedError(
-            f"einsum: backend {backend!r} is not implemented; use one of {sorted(EINSUM_BACKENDS)}"
-        )
-    inputs, outputs, sizes, plate_set, var_ordinals = _parse_plated(equation, operands, plates)
+    cache = kwargs.pop("cache", None)
+    plates = kwargs.pop("plates", "")
+    backend = kwargs.pop("backend", "torch")
+    modulo_total = kwargs.pop("modulo_total", False)
+    if kwargs:
+        raise TypeError(f"einsum: unexpected keyword arguments {sorted(kwargs)}")
+    ring_class = _ring_class(backend, "einsum")
+    inputs, outputs, sizes, plate_set, _ = _parse_plated(equation, operands, plates)
     if not modulo_total and any(outputs):
         raise NotImplementedError(
-            "einsum: outputs with dims need modulo_total=True (each output may then be off by "
-            "a constant factor, which is fine for unnormalized distributions)"
+            "einsum: outputs with dims need modulo_total=True. Try setting modulo_total=True "
+            "and ensuring that your use case allows an arbitrary scale factor on each result "
+            "plate (fine for unnormalized distributions)"
         )
-    factors = [
-        LogFactor(x, tuple(dims), plate_set.intersection(dims), f"operand {i} ({dims!r})")
-        for i, (dims, x) in enumerate(zip(inputs, operands))
-    ]
+    # packed views of the operands (the caller's tensors are not modified)
+    tree: Dict[frozenset, list] = OrderedDict()
+    for dims, x in zip(inputs, operands):
+        term = x[...]
+        term._pyro_dims = dims
+        if hasattr(x, "_pyro_backward"):
+            term._pyro_backward = x._pyro_backward
+        tree.setdefault(plate_set.intersection(dims), []).append(term)
+    ring = ring_class({} if cache is None else cache, dim_to_size=sizes)
     results = []
     for out in outputs:
-        target = plate_set.intersection(out)
-        for d in out:
-            if d not in plate_set and not var_ordinals[d] <= target:
-                raise ValueError(
-                    f"einsum: output {out!r} keeps dim {d!r} without its plate(s) "
-                    f"{sorted(var_ordinals[d] - target)}; keep them too"
-                )
-        kept = {d for d in out if d not in plate_set}
-        sum_vars = set(var_ordinals) - kept
-        try:
-            terms = contract_tree(factors, var_ordinals, sum_vars, ring=ring)
-        except IntractableError as e:
-            raise NotImplementedError(f"einsum {equation!r}: exponential contraction: {e}") from e
-        value = None
-        for t in terms:
-            x = t.tensor
-            extra = tuple(i for i, d in enumerate(t.dims) if d in plate_set and d not in target)
-            if extra:
-                x = x.sum(extra) if ring == "log" else _product_over(x, extra)
-            dims = tuple(d for i, d in enumerate(t.dims) if i not in extra)
-            x = align_dims(x, dims, out)
-            value = x if value is None else (value + x if ring == "log" else value * x)
-        if value is None:  # no operands: the empty product
-            value = torch.zeros(()) if ring == "log" else torch.ones(())
-        results.append(value.expand(tuple(sizes[d] for d in out)).contiguous())
+        sum_dims = set(out).union(*inputs) - plate_set
+        if not tree:  # no operands: the empty product
+            term = torch.zeros(()) if ring_class is not LinearRing else torch.ones(())
+            term._pyro_dims = ""
+            term = ring.broadcast(term, plate_set.intersection(out))
+        else:
+            term = contract_to_tensor(
+                tree,
+                sum_dims,
+                target_ordinal=plate_set.intersection(out),
+                target_dims=sum_dims.intersection(out),
+                ring=ring,
+            )
+        if term._pyro_dims != out:
+            backward = getattr(term, "_pyro_backward", None)
+            term = term.permute(tuple(term._pyro_dims.index(d) for d in out))
+            term._pyro_dims = out
+            if backward is not None:
+                term._pyro_backward = backward
+        results.append(term)
     return tuple(results)
-
-
-def _product_over(x: torch.Tensor, axes) -> torch.Tensor:
-    for axis in sorted(axes, reverse=True):
-        x = x.prod(axis)
-    return x
 
 
 def ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
@@ -813,16 +1110,42 @@ def ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Ten
     return einsum(equation, *operands, **kwargs)
 
 
-def naive_ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
-    """:func:`einsum` by brute force, as a reference (log space by default, like
-    :func:`ubersum`).
+def _flat_contract(equation: str, operands, ring_class):
+    """Unplated contraction of plain tensors with the forward pass of ``ring_class``."""
+    if ring_class is LinearRing:
+        return opt_einsum.contract(equation, *operands, backend="torch")
+    if ring_class is MapRing:  # max-sum: the map backend names dims by _pyro_dims
+        lhs = equation.split("->")[0].split(",")
+        named = []
+        for dims, x in zip(lhs, operands):
+            x = x[...]
+            x._pyro_dims = dims
+            named.append(x)
+        return contract(equation, *named, backend="ember.ops.einsum.torch_map")
+    return contract(equation, *operands, backend="ember.ops.einsum.torch_log")
 
-    Each plate is unrolled: a variable gets one copy per element of its plates,
-    each operand one factor per element of its plates, and the product of all
-    factors is summed over every joint value of the copies. For an output that
-    keeps plates, each of its elements is computed from the factors of that
-    element (and of all elements of the plates it does not keep), which is what
-    :func:`einsum` computes. Exponential in the plate sizes: for tests only.
+
+def _unrolled_symbol(symbols: dict, var_ordinals, d: str, at: dict) -> str:
+    """The symbol of the copy of sum dim ``d`` at the plate element ``at``."""
+    key = (d, tuple((p, at[p]) for p in sorted(var_ordinals[d])))
+    if key not in symbols:
+        symbols[key] = opt_einsum.get_symbol(len(symbols))
+    return symbols[key]
+
+
+def naive_ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
+    """:func:`einsum` by unrolling the plates, as a reference (log space by default,
+    like :func:`ubersum`).
+
+    Each sum dim gets one copy per element of its plates and each operand one
+    slice per element of its plates; the resulting unplated equation is
+    contracted with ``opt_einsum``, once per element of the output's plates
+    (keeping that element's copies of the output's sum dims). Works with every
+    backend of :func:`einsum` (the adjoint backends by their forward pass:
+    log-space sum-product, or max-sum for ``torch_map``) and never raises
+    :class:`IntractableError`; it agrees with :func:`einsum` wherever that does
+    not raise, up to the constant factors ``modulo_total`` allows. The cost
+    grows exponentially with plate sizes: for tests only.
 
     Example::
 
@@ -839,50 +1162,37 @@ def naive_ubersum(equation: str, *operands: torch.Tensor, **kwargs) -> Tuple[tor
     kwargs.pop("modulo_total", None)
     if kwargs:
         raise TypeError(f"naive_ubersum: unexpected arguments {sorted(kwargs)}")
-    ring = EINSUM_BACKENDS.get(backend)
-    if ring is None:
-        raise NotImplementedError(f"naive_ubersum: backend {backend!r} is not implemented")
+    ring_class = _ring_class(backend, "naive_ubersum")
     inputs, outputs, sizes, plate_set, var_ordinals = _parse_plated(equation, operands, plates)
-    dtype = operands[0].dtype if operands else torch.get_default_dtype()
-    values = [x.double().exp() if ring == "log" else x.double() for x in operands]
     results = []
     for out in outputs:
-        target = [d for d in out if d in plate_set]
+        if not plate_set:
+            results.append(_flat_contract(",".join(inputs) + "->" + out, operands, ring_class))
+            continue
+        symbols: Dict[tuple, str] = {}
+        copy_of = functools.partial(_unrolled_symbol, symbols, var_ordinals)
+        flat_inputs, flat_operands = [], []
+        for dims, x in zip(inputs, operands):
+            local = [d for d in dims if d in plate_set]
+            for element in itertools.product(*(range(sizes[p]) for p in local)):
+                at = dict(zip(local, element))
+                index = tuple(at[d] if d in plate_set else slice(None) for d in dims)
+                flat_inputs.append("".join(copy_of(d, at) for d in dims if d not in plate_set))
+                flat_operands.append(x[index])
+        out_plates = [d for d in out if d in plate_set]
+        pieces = []
+        for element in itertools.product(*(range(sizes[p]) for p in out_plates)):
+            at = dict(zip(out_plates, element))
+            flat_out = "".join(copy_of(d, at) for d in out if d not in plate_set)
+            pieces.append(
+                _flat_contract(",".join(flat_inputs) + "->" + flat_out, flat_operands, ring_class)
+            )
         kept = [d for d in out if d not in plate_set]
-        result = torch.empty(tuple(sizes[d] for d in out), dtype=torch.float64)
-        for element in itertools.product(*(range(sizes[p]) for p in target)):
-            fixed = dict(zip(target, element))
-            piece = _naive_slice(inputs, values, kept, sizes, plate_set, var_ordinals, fixed)
-            index = tuple(fixed[d] if d in plate_set else slice(None) for d in out)
-            result[index] = piece
-        results.append((result.log() if ring == "log" else result).to(dtype))
+        value = torch.stack(pieces).reshape(tuple(sizes[d] for d in out_plates + kept))
+        order = out_plates + kept
+        results.append(value.permute(tuple(order.index(d) for d in out)))
     return tuple(results)
 
 
-def _naive_slice(inputs, values, kept, sizes, plate_set, var_ordinals, fixed):
-    """The brute-force sum of products for the plate elements ``fixed``, over ``kept``."""
-
-    def elements(plates):
-        ranges = [[fixed[p]] if p in fixed else range(sizes[p]) for p in plates]
-        return [dict(zip(plates, e)) for e in itertools.product(*ranges)]
-
-    def copy_of(v, at):
-        return (v, tuple((p, at[p]) for p in sorted(var_ordinals[v])))
-
-    copies = [
-        copy_of(v, at) for v in sorted(var_ordinals) for at in elements(sorted(var_ordinals[v]))
-    ]
-    kept_copy = {k: copy_of(k, fixed) for k in kept}
-    total = torch.zeros(tuple(sizes[k] for k in kept), dtype=torch.float64)
-    unrolled = []  # (operand values, dims, plate element) for every factor
-    for dims, x in zip(inputs, values):
-        for at in elements(sorted(d for d in dims if d in plate_set)):
-            unrolled.append((x, dims, at))
-    for assignment in itertools.product(*(range(sizes[v]) for v, _ in copies)):
-        value_of = dict(zip(copies, assignment))
-        product = torch.tensor(1.0, dtype=torch.float64)
-        for x, dims, at in unrolled:
-            index = tuple(at[d] if d in plate_set else value_of[copy_of(d, at)] for d in dims)
-            product = product * x[index]
-        total[tuple(value_of[kept_copy[k]] for k in kept)] += product
-    return total
+#: Pyro's name of :func:`partition_terms`, for code written against Pyro.
+_partition_terms = partition_terms

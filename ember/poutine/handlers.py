@@ -28,6 +28,7 @@ from typing import Callable
 
 from ember.poutine.block_messenger import BlockMessenger
 from ember.poutine.broadcast_messenger import BroadcastMessenger
+from ember.poutine.collapse_messenger import CollapseMessenger
 from ember.poutine.condition_messenger import ConditionMessenger, UnconditionMessenger
 from ember.poutine.do_messenger import DoMessenger
 from ember.poutine.enum_messenger import EnumMessenger
@@ -49,6 +50,7 @@ from ember.poutine.util import discrete_escape, enum_extend
 __all__ = [
     "BlockMessenger",
     "BroadcastMessenger",
+    "CollapseMessenger",
     "ConditionMessenger",
     "DoMessenger",
     "EnumMessenger",
@@ -69,6 +71,7 @@ __all__ = [
     "UnconditionMessenger",
     "block",
     "broadcast",
+    "collapse",
     "condition",
     "do",
     "enum",
@@ -176,6 +179,7 @@ def make_handler(msngr_cls, name: str, iterable: bool = False) -> Callable:
 
 block = make_handler(BlockMessenger, "block")
 broadcast = make_handler(BroadcastMessenger, "broadcast")
+collapse = make_handler(CollapseMessenger, "collapse")
 condition = make_handler(ConditionMessenger, "condition")
 do = make_handler(DoMessenger, "do")
 enum = make_handler(EnumMessenger, "enum")

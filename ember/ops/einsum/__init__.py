@@ -33,7 +33,14 @@ from typing import List, Sequence, Tuple
 import opt_einsum
 import torch
 
-__all__ = ["EXACT_PAIR_NUMEL", "align_dims", "contract", "contract_expression", "log_einsum"]
+__all__ = [
+    "EXACT_PAIR_NUMEL",
+    "align_dims",
+    "contract",
+    "contract_expression",
+    "log_einsum",
+    "resolve_backend",
+]
 
 # Pairwise contractions whose broadcast union has at most this many entries are
 # done exactly with ``logsumexp``; larger ones use a shifted ``torch.einsum``.
@@ -332,6 +339,27 @@ def contract_expression(equation: str, *shapes, **kwargs):
     return expr
 
 
+def resolve_backend(backend: str) -> str:
+    """The importable module path of an einsum backend name.
+
+    Pyro's spelling ``"pyro.ops.einsum.torch_log"`` (and ``torch_map``,
+    ``torch_sample``, ``torch_marginal``) names ember's module of the same name,
+    so that it works whether or not ``pyro`` is an alias of ``ember``; other
+    names (``"torch"``, ``"ember.ops.einsum.torch_log"``, ...) are returned as they are.
+
+    Example::
+
+        >>> resolve_backend("pyro.ops.einsum.torch_map")
+        'ember.ops.einsum.torch_map'
+        >>> resolve_backend("torch")
+        'torch'
+    """
+    prefix = "pyro.ops.einsum."
+    if isinstance(backend, str) and backend.startswith(prefix):
+        return "ember.ops.einsum." + backend[len(prefix) :]
+    return backend
+
+
 def contract(equation: str, *operands: torch.Tensor, **kwargs):
     """``opt_einsum.contract`` with a cached contraction path and a named backend.
 
@@ -347,7 +375,7 @@ def contract(equation: str, *operands: torch.Tensor, **kwargs):
         >>> bool(torch.allclose(z, (x + y).logsumexp(-1)))
         True
     """
-    backend = kwargs.pop("backend", "torch")
+    backend = resolve_backend(kwargs.pop("backend", "torch"))
     out = kwargs.pop("out", None)
     cache_path = kwargs.pop("cache_path", True)
     if kwargs:
