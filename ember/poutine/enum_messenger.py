@@ -12,10 +12,14 @@ from ember.poutine.runtime import get_stack
 
 
 def _hidden(owner_scope: Mapping, site_scope: Mapping) -> bool:
-    """Whether a site with ``owner_scope`` is out of sight of one with ``site_scope``."""
+    """Whether a site with ``owner_scope`` is out of sight of one with ``site_scope``
+    (a site inside some Markov context): it is in sight only through each Markov
+    context it was made in, so a site of another context (e.g. a separate
+    ``with markov():`` block) or of a frame out of reach is hidden. Sites made
+    outside every Markov context stay in sight."""
     for key, owner in owner_scope.items():
         here = site_scope.get(key)
-        if here is not None and owner[0] not in here[1]:
+        if here is None or owner[0] not in here[1]:
             return True
     return False
 
@@ -159,7 +163,9 @@ class EnumMessenger(Messenger):
             infer.pop(SUPPORT_VALUE_KEY, None)
             dim = self.reserved[name]
             self._own(dim, name)
-            self._scope[name] = site_scope
+            # in sight of every later site while it owns its dim: its Markov scope is
+            # the one of the program that enumerated it, not of this one
+            self._scope[name] = {}
             infer["_enumerate_dim"] = dim
             if msg["value"] is not None and msg["value"].numel() > msg["value"].size(0):
                 # expanded where it was made: it varies along other sites' dims too
@@ -213,8 +219,9 @@ class EnumMessenger(Messenger):
                 f"indexes): {len(visible)} enumerated sites are in view "
                 "at once. Declare the Markov structure so dims of sites out of view are "
                 "reused: iterate `for t in ember.markov(range(T))`, decorate a recursive step "
-                "with @ember.markov, or enter one `chain = ember.markov()` instance per step "
-                "(`with chain:`); separate `with ember.markov():` blocks do not hide each other"
+                "with @ember.markov, enter one `chain = ember.markov()` instance per step "
+                "(`with chain:`), or put independent parts in separate `with ember.markov():` "
+                "blocks (which do not see each other's sites)"
             )
         return dim
 
@@ -264,7 +271,9 @@ def _enumerated_value(
                 f"Enumeration dim conflict at site {name!r}: its batch_shape "
                 f"{tuple(batch_shape)} varies along dim {dim}, which belonged to an enumerated "
                 "site out of its view and is reused for its enumeration. The site depends on "
-                "that older site: raise its history in ember.markov(..., history=...)"
+                "that older site: raise its history in ember.markov(..., history=...), or make "
+                "both steps of one Markov chain (sites of separate `with ember.markov():` "
+                "blocks do not see each other: use `for t in ember.markov(range(T))`)"
             )
         raise ValueError(
             f"at site {name!r}, invalid log_prob shape: its batch_shape {tuple(batch_shape)} "

@@ -814,13 +814,44 @@ def test_support_log_prob_shortcut_matches_log_prob(make):
     assert torch.allclose(shortcut.expand(shape), expected, rtol=1e-6, atol=1e-7)
 
 
-def test_too_many_enumerated_sites_in_view_is_a_clear_error():
-    def model():  # separate markov blocks do not hide each other: every dim stays in view
+def test_chain_across_separate_markov_blocks_is_a_clear_error():
+    def model():  # separate markov blocks do not see each other, so x_1 reuses x_0's dim
         x = None
         for t in range(70):
             with poutine.markov():
                 probs = LONG_INIT if x is None else LONG_TRANS[x]
                 x = ember.sample(f"x_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
 
+    with pytest.raises(ValueError, match=r"site 'x_1'.*reused.*ember.markov\(range"):
+        poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()
+
+
+def test_too_many_enumerated_sites_in_view_is_a_clear_error():
+    def model():  # no markov declaration: every dim stays in view
+        for t in range(70):
+            ember.sample(f"x_{t}", dist.Categorical(LONG_INIT), infer={"enumerate": "parallel"})
+
     with pytest.raises(ValueError, match=r"site 'x_63'.*at most 64 dims.*ember.markov\(range"):
         poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()
+
+
+def test_separate_markov_blocks_recycle_dims_exactly():
+    # 100 independent two-state mixtures, each in its own markov block: two dims suffice
+    # and the ELBO is the sum of the 100 exact log marginals
+    locs = torch.linspace(-1.0, 1.0, 100, dtype=torch.float64)
+
+    @config_enumerate
+    def model():
+        for i in range(100):
+            with poutine.markov():
+                z = ember.sample(f"z_{i}", dist.Bernoulli(torch.tensor(0.3, dtype=torch.float64)))
+                ember.sample(f"y_{i}", dist.Normal(2.0 * z, 1.0), obs=locs[i])
+
+    trace = poutine.trace(poutine.enum(model, first_available_dim=-1)).get_trace()
+    assert {trace.nodes[f"z_{i}"]["infer"]["_enumerate_dim"] for i in range(100)} == {-1}
+    loss = TraceEnum_ELBO(max_plate_nesting=0).loss(model, empty_guide)
+    expected = sum(
+        math.log(0.7 * math.exp(normal_logpdf(y, 0.0)) + 0.3 * math.exp(normal_logpdf(y, 2.0)))
+        for y in locs.tolist()
+    )
+    assert loss == pytest.approx(-expected, rel=1e-10)
