@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from ember.optim.step_util import dense_grads, evaluate_closure
+
 __all__ = ["AdagradRMSProp"]
 
 
@@ -68,21 +70,10 @@ class AdagradRMSProp(Optimizer):
         :param closure: optional callable that re-evaluates the model and returns the loss.
         :return: the closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             weight = group["t"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if g.is_sparse:
-                    raise TypeError(
-                        "AdagradRMSProp does not support sparse gradients; "
-                        "use ember.optim.SparseAdam for those parameters"
-                    )
+            for p, g in dense_grads(group, "AdagradRMSProp"):
                 state = self.state[p]
                 step = int(state.get("step", 0)) + 1
                 state["step"] = step

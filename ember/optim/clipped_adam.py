@@ -22,6 +22,8 @@ from typing import Callable, Iterable, Tuple
 import torch
 from torch.optim import Optimizer
 
+from ember.optim.step_util import dense_grads, evaluate_closure
+
 __all__ = ["ClippedAdam"]
 
 
@@ -99,21 +101,11 @@ class ClippedAdam(Optimizer):
         :param closure: optional callable that re-evaluates the model and returns the loss.
         :return: the closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             group["lr"] = group["lr"] * group["lrd"]
             params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise TypeError(
-                        "ClippedAdam does not support sparse gradients; "
-                        "use ember.optim.SparseAdam for those parameters"
-                    )
+            for p, grad in dense_grads(group, "ClippedAdam"):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
@@ -121,7 +113,7 @@ class ClippedAdam(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] = int(state["step"]) + 1
                 params.append(p)
-                grads.append(p.grad)
+                grads.append(grad)
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])

@@ -30,6 +30,7 @@ from torch.nn.functional import pad
 from torch.optim import Optimizer
 
 from ember.ops.tensor_utils import dct, idct, next_fast_len
+from ember.optim.step_util import dense_grads, evaluate_closure
 
 __all__ = ["DCTAdam", "moment_shape"]
 
@@ -150,17 +151,10 @@ class DCTAdam(Optimizer):
         :param closure: optional callable that re-evaluates the model and returns the loss.
         :return: the closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             group["lr"] = group["lr"] * group["lrd"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise TypeError("DCTAdam does not support sparse gradients")
+            for p, _ in dense_grads(group, "DCTAdam"):
                 subsample = getattr(p, "_pyro_subsample", None)
                 if subsample and group["subsample_aware"]:
                     self._step_subsample(group, p, subsample)
