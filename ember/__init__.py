@@ -4,6 +4,7 @@
 """
 
 from ember import settings
+from ember.logger import log
 from ember.util import enable_validation, set_rng_seed, validation_enabled
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ __all__ = [
     "iarange",
     "infer",
     "irange",
+    "log",
     "markov",
     "module",
     "observe",

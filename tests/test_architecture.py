@@ -266,6 +266,7 @@ def test_no_lazy_imports_of_ember_modules():
 LAYERS = [
     ("ember.settings", 0),
     ("ember.util", 0),
+    ("ember.logger", 0),
     ("ember.ops", 1),
     ("ember.nn.auto_reg_nn", 1),
     ("ember.distributions", 2),
