@@ -1,8 +1,5 @@
 """Data-parallel SVI on torch.distributed (gloo, CPU): ranks started with torchrun."""
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -28,18 +25,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def torchrun(nproc, *args, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += ["--nproc_per_node", str(nproc), *map(str, args)]
-    for _ in range(2):
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        # a port taken between torchrun's choice and its use is the machine's, not ember's:
-        # start once more
-        if out.returncode == 0 or not any(
-            s in out.stderr for s in ("EADDRINUSE", "Address already in use", "DistNetworkError")
-        ):
-            break
+def torchrun_ok(torchrun, nproc, *args):
+    """Run a script on ``nproc`` gloo ranks; it must succeed; returns its stdout."""
+    out = torchrun(nproc, *args)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
@@ -139,7 +127,7 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_averaged_gradients_are_the_full_data_gradient(tmp_path):
+def test_averaged_gradients_are_the_full_data_gradient(tmp_path, torchrun):
     """Three ranks with shards of 3, 2 and 2 points and different initial values: the
     parameter is broadcast from rank 0 as it is created, and after one SGD step (lr 1)
     every rank holds rank 0's initial value minus the gradient of the full-data loss
@@ -147,7 +135,7 @@ def test_averaged_gradients_are_the_full_data_gradient(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / "theta.pt"
-    torchrun(3, script, out, "same")
+    torchrun_ok(torchrun, 3, script, out, "same")
     theta0 = torch.tensor([0.5, 0.1], dtype=torch.float64, requires_grad=True)
     data = torch.arange(7.0, dtype=torch.float64)
     full = 0.5 * (theta0**2).sum() - dist.Normal(theta0[0], theta0[1].exp()).log_prob(data).sum()
@@ -157,26 +145,36 @@ def test_averaged_gradients_are_the_full_data_gradient(tmp_path):
 
 
 @pytest.mark.slow
-def test_different_parameter_names_on_ranks_are_refused(tmp_path):
+def test_different_parameter_names_on_ranks_are_refused(tmp_path, torchrun):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    stdout = torchrun(3, script, tmp_path / "unused.pt", "different")
+    stdout = torchrun_ok(torchrun, 3, script, tmp_path / "unused.pt", "different")
     assert stdout.count("differ from another rank's") == 3
 
 
 @pytest.mark.slow
-def test_example_matches_one_process_on_the_full_batch():
-    stdout = torchrun(2, EXAMPLE, "--steps", 50, "--check")
+def test_example_matches_one_process_on_the_full_batch(torchrun):
+    stdout = torchrun_ok(torchrun, 2, EXAMPLE, "--steps", 50, "--check")
     last = stdout.strip().splitlines()[-1]
     assert last.startswith("largest parameter difference, data-parallel vs single process:")
     assert float(last.rsplit(" ", 1)[1]) <= 1e-5
 
 
 @pytest.mark.slow
-def test_resuming_from_a_checkpoint_reproduces_the_trajectory(tmp_path):
-    torchrun(2, EXAMPLE, "--steps", 20, "--save", tmp_path / "ck")
-    torchrun(2, EXAMPLE, "--steps", 20, "--resume", tmp_path / "ck", "--dump", tmp_path / "a.pt")
-    torchrun(2, EXAMPLE, "--steps", 40, "--dump", tmp_path / "b.pt")
+def test_resuming_from_a_checkpoint_reproduces_the_trajectory(tmp_path, torchrun):
+    torchrun_ok(torchrun, 2, EXAMPLE, "--steps", 20, "--save", tmp_path / "ck")
+    torchrun_ok(
+        torchrun,
+        2,
+        EXAMPLE,
+        "--steps",
+        20,
+        "--resume",
+        tmp_path / "ck",
+        "--dump",
+        tmp_path / "a.pt",
+    )
+    torchrun_ok(torchrun, 2, EXAMPLE, "--steps", 40, "--dump", tmp_path / "b.pt")
     resumed, straight = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
     assert resumed.keys() == straight.keys()
     for k in resumed:
