@@ -26,6 +26,7 @@ the rules that go with it:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence
 
@@ -280,7 +281,7 @@ def site_log_prob(site) -> torch.Tensor:
             # unseen by its version counter), so the table's rows are picked by its values.
             if table is not None:
                 if value.is_cpu:  # reading K values costs less than any kernel
-                    if value.reshape(-1).tolist() == list(range(value.numel())):
+                    if value.tolist() == _index_listing(value.shape):
                         return table
                 elif not fn._validate_args:  # no host sync: pick rows by the values
                     return pick_support_rows(table, value, dim)
@@ -290,6 +291,12 @@ def site_log_prob(site) -> torch.Tensor:
                 ):
                     return table
     return fn.log_prob(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _index_listing(shape: torch.Size) -> list:
+    """``0, 1, ..., n-1`` laid out in ``shape`` as nested lists (what ``tolist`` gives)."""
+    return torch.arange(shape.numel()).reshape(shape).tolist()
 
 
 def pick_support_rows(table: torch.Tensor, value: torch.Tensor, dim: int) -> torch.Tensor:
