@@ -27,6 +27,7 @@ from ember.infer.reparam import (
     TransformReparam,
     UnitJacobianReparam,
 )
+from ember.ops.stats import effective_sample_size
 from ember.optim import Adam
 
 
@@ -321,4 +322,36 @@ def test_neutra_with_trained_iaf_guide_runs_nuts():
     # a loose check: 150 correlated draws of y ~ Normal(0, 3)
     assert abs(float(samples["y"].mean())) < 2.0
     assert 1.0 < float(samples["y"].std()) < 6.0
+    ember.clear_param_store()
+
+
+@pytest.mark.slow
+def test_neutra_improves_nuts_effective_sample_size_on_a_funnel():
+    """On Neal's funnel (y ~ N(0, 3), x ~ N(0, exp(y / 2)) in 4 dims) plain NUTS mixes
+    poorly in y; NUTS on the space warped by a trained IAF guide mixes better: its ESS of
+    y, with the same draws and warm-up, is at least 1.5 times as large."""
+
+    def funnel():
+        y = ember.sample("y", dist.Normal(0.0, 3.0))
+        ember.sample("x", dist.Normal(0.0, (0.5 * y).exp()).expand([4]).to_event(1))
+
+    def ess(y):
+        return float(effective_sample_size(y[None, :]))
+
+    ember.clear_param_store()
+    ember.set_rng_seed(1)
+    plain = MCMC(NUTS(funnel), num_samples=300, warmup_steps=300, disable_progbar=True)
+    plain.run()
+    ember.set_rng_seed(1)
+    guide = AutoIAFNormal(funnel, hidden_dim=[16], num_transforms=2)
+    svi = SVI(funnel, guide, Adam({"lr": 0.005}), Trace_ELBO(num_particles=4))
+    for _ in range(1500):
+        svi.step()
+    neutra = NeuTraReparam(guide.requires_grad_(False))
+    warped = MCMC(
+        NUTS(neutra.reparam(funnel)), num_samples=300, warmup_steps=300, disable_progbar=True
+    )
+    warped.run()
+    y = neutra.transform_sample(warped.get_samples()["y_shared_latent"])["y"]
+    assert ess(y) > 1.5 * ess(plain.get_samples()["y"])
     ember.clear_param_store()
