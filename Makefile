@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -c "import pyro" 2>/dev/null || $(PY) -m pip install --quiet --no-deps pyro-ppl==1.9.2 pyro-api
+	$(PY) -c "import numpyro" 2>/dev/null || $(PY) -m pip install --quiet numpyro || true  # optional column
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # sphinx comes from the `docs` extra; installed only when missing (needs network once)

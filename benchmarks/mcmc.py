@@ -1,7 +1,11 @@
 """Benchmark: NUTS wall time and minimum effective sample size per second, ember vs
 pyro-ppl (and NumPyro when installed), on
 
-  (e) eight schools, non-centered: 500 warm-up + 500 draws, 1 chain and 4 chains;
+  (e) eight schools, non-centered: 500 warm-up + 500 draws, 1 chain, 4 chains (in
+      parallel processes) and 4 vectorized chains (ember's ``chain_method="vectorized"``,
+      NumPyro's vectorized chains; pyro-ppl has no such mode); the vectorized row also
+      reports its throughput (draws per second, and min ESS/s) against the same
+      backend's 1-chain row;
   (l) Bayesian logistic regression on the bundled digits data ("is it a 3"; the 64
       pixels standardized, an intercept and 64 weights with Normal(0, 1) priors):
       300 warm-up + 300 draws, 1 chain.
@@ -10,15 +14,19 @@ Both libraries use their defaults (diagonal mass matrix adaptation, target accep
 0.8, max tree depth 10, init to uniform). The ESS is ``ember.ops.stats``'s
 ``effective_sample_size``, applied to every backend's draws alike (chains grouped),
 minimized over every scalar latent component. Wall time covers ``mcmc.run`` only
-(setup and, for ember, recording the potential included).
+(setup and, for ember, recording the potential included; for NumPyro its JIT compile
+time is included too; library imports, including the ``torch._dynamo`` that ember's
+recording uses, are not). NumPyro is optional: its column appears when it is importable
+(``pip install numpyro``); nothing else depends on it.
 
-Run: ``.venv/bin/python benchmarks/mcmc.py [--only el] [--backends ember,pyro]
-[--chains 1,4]``
+Run: ``.venv/bin/python benchmarks/mcmc.py [--only el] [--backends ember,pyro,numpyro]
+[--chains 1,4,4v]`` (``4v``: 4 vectorized chains)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 
 import torch
@@ -66,12 +74,14 @@ def _min_ess(samples):
     return out
 
 
-def run_backend(backend, workload, warmup, num_samples, num_chains, seed=0):
+def run_backend(backend, workload, warmup, num_samples, num_chains, seed=0, vectorized=False):
     if backend == "ember":
         import ember as pyro
         import ember.distributions as dist
         from ember.infer.mcmc import MCMC, NUTS
     elif backend == "pyro":
+        if vectorized:
+            return None
         import pyro
         import pyro.distributions as dist
         from pyro.infer.mcmc import MCMC, NUTS
@@ -79,13 +89,15 @@ def run_backend(backend, workload, warmup, num_samples, num_chains, seed=0):
         raise ValueError(backend)
     model, args = workload((pyro, dist))
     pyro.set_rng_seed(seed)
+    options = {"chain_method": "vectorized"} if vectorized else {}
     mcmc = MCMC(
         NUTS(model),
         num_samples,
         warmup_steps=warmup,
         num_chains=num_chains,
         disable_progbar=True,
-        mp_context="spawn" if num_chains > 1 else None,
+        mp_context="spawn" if num_chains > 1 and not vectorized else None,
+        **options,
     )
     t0 = time.perf_counter()
     mcmc.run(*args)
@@ -94,7 +106,7 @@ def run_backend(backend, workload, warmup, num_samples, num_chains, seed=0):
     return wall, _min_ess(samples)
 
 
-def run_numpyro(name, warmup, num_samples, num_chains):  # pragma: no cover - optional
+def run_numpyro(name, warmup, num_samples, num_chains, vectorized=False):  # pragma: no cover
     try:
         import jax
         import numpyro
@@ -128,12 +140,15 @@ def run_numpyro(name, warmup, num_samples, num_chains):  # pragma: no cover - op
             with numpyro.plate("data", x.shape[0]):
                 numpyro.sample("y", ndist.Bernoulli(logits=b + x @ w), obs=y)
 
+    method = "vectorized" if vectorized else "parallel"
+    if num_chains > 1 and not vectorized and jax.local_device_count() < num_chains:
+        method = "sequential"
     mcmc = NMCMC(NNUTS(model), num_warmup=warmup, num_samples=num_samples,
-                 num_chains=num_chains, progress_bar=False)  # fmt: skip
+                 num_chains=num_chains, chain_method=method, progress_bar=False)  # fmt: skip
     t0 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(0), *args)
     wall = time.perf_counter() - t0
-    samples = {k: torch.as_tensor(np.asarray(v)) for k, v in
+    samples = {k: torch.as_tensor(np.array(v)) for k, v in
                mcmc.get_samples(group_by_chain=True).items()}  # fmt: skip
     return wall, _min_ess(samples)
 
@@ -142,32 +157,61 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="el", help="e: eight schools, l: logistic")
     parser.add_argument("--backends", default="ember,pyro,numpyro")
-    parser.add_argument("--chains", default="1,4", help="chain counts for eight schools")
+    parser.add_argument(
+        "--chains", default="1,4,4v", help="chain counts for eight schools (4v: vectorized)"
+    )
     opts = parser.parse_args()
     torch.set_num_threads(1)
+    # ember records the potential's forward and backward pass with torch's make_fx, whose
+    # first use imports torch._dynamo (about a second, once per process); imported here
+    # up front, as jax is for NumPyro, so that no row pays a library import
+    importlib.import_module("torch._dynamo")
+
     backends = opts.backends.split(",")
+    if "numpyro" in backends:
+        try:  # (before jax starts) one host device per parallel chain
+            import numpyro
+
+            numpyro.set_host_device_count(4)
+        except ImportError:
+            pass
     jobs = []
     if "e" in opts.only:
-        for c in [int(c) for c in opts.chains.split(",")]:
+        for c in opts.chains.split(","):
             jobs.append(("eight schools", eight_schools, 500, 500, c))
     if "l" in opts.only:
-        jobs.append(("logistic regression", logistic_regression, 300, 300, 1))
-    for name, workload, warmup, num_samples, chains in jobs:
+        jobs.append(("logistic regression", logistic_regression, 300, 300, "1"))
+    single = {}
+    for name, workload, warmup, num_samples, chains_spec in jobs:
+        vectorized = chains_spec.endswith("v")
+        chains = int(chains_spec.rstrip("v"))
+        label = f"{chains} {'vectorized' if vectorized else 'chain(s)':10s}"
         results = {}
         for backend in backends:
             if backend == "numpyro":
-                res = run_numpyro(name, warmup, num_samples, chains)
-                if res is None:
-                    continue
+                res = run_numpyro(name, warmup, num_samples, chains, vectorized)
             else:
-                res = run_backend(backend, workload, warmup, num_samples, chains)
+                res = run_backend(backend, workload, warmup, num_samples, chains,
+                                  vectorized=vectorized)  # fmt: skip
+            if res is None:
+                continue
             results[backend] = res
             wall, ess = res
             print(
-                f"{name:20s} {chains} chain(s) {backend:8s} wall {wall:7.2f} s  "
+                f"{name:20s} {label} {backend:8s} wall {wall:7.2f} s  "
                 f"min ESS {ess:7.1f}  min ESS/s {ess / wall:7.2f}",
                 flush=True,
             )
+            if chains == 1:
+                single[(name, backend)] = res
+            elif (name, backend) in single:
+                wall1, ess1 = single[(name, backend)]
+                print(
+                    f"{'':20s} {backend} {label.strip()} vs 1 chain: throughput "
+                    f"(draws/s) x{chains * wall1 / wall:.2f}, min ESS/s "
+                    f"x{(ess / wall) / (ess1 / wall1):.2f}",
+                    flush=True,
+                )
         if "ember" in results:
             e_wall, e_ess = results["ember"]
             for other, (wall, ess) in results.items():

@@ -23,6 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ember.infer.mcmc.arviz import to_arviz
+from ember.infer.mcmc.distributed import gather_chains
 from ember.infer.mcmc.summary import (
     diagnostics,
     diagnostics_from_stats,
@@ -30,6 +31,7 @@ from ember.infer.mcmc.summary import (
     select_samples,
     summary,
 )
+from ember.infer.mcmc.vectorized import VectorizedChains
 from ember.ops.streaming import CountMeanVarianceStats, StatsOfDict
 from ember.util import validation_enabled
 
@@ -322,6 +324,58 @@ class _MultiSampler:
         return [done[c][1] for c in range(self.num_chains)]
 
 
+class _VectorizedSampler:
+    """Runs all chains together in this process (:class:`VectorizedChains`)."""
+
+    def __init__(self, kernel, num_samples, warmup_steps, num_chains, initial_params,
+                 hook_fn, disable_progbar):  # fmt: skip
+        self.chains = VectorizedChains(kernel, num_chains)
+        self.kernel = kernel
+        self.num_samples = num_samples
+        self.warmup_steps = warmup_steps
+        self.num_chains = num_chains
+        self.initial_params = initial_params
+        self.hook_fn = hook_fn
+        self.disable_progbar = disable_progbar
+
+    def run(self, args, kwargs, on_chain, save_params=None) -> List[dict]:
+        chains = self.chains
+        chains.setup(self.warmup_steps, *args, initial_params=self.initial_params, **kwargs)
+        layout = chains.layout
+        total = self.warmup_steps + self.num_samples
+        progress = _Progress(total, 0, 1, self.disable_progbar)
+        draws = []
+        warmup = self.warmup_steps
+        try:
+            for i in range(total):
+                stage, j = ("Warmup", i) if i < warmup else ("Sample", i - warmup)
+                if i == warmup:
+                    chains.end_warmup()
+                z = chains.sample()
+                if self.hook_fn is not None:
+                    self.hook_fn(self.kernel, layout.unpack(z), stage, j)
+                if i >= self.warmup_steps:
+                    draws.append(z.clone())  # (z is a view into the sampler's state)
+                progress.update(i, stage, chains.logging())
+            if self.warmup_steps == total:
+                chains.end_warmup()
+        finally:
+            progress.close()
+        self.transforms = self.kernel.transforms
+        diagnostics = chains.diagnostics()
+        chains.cleanup()
+        if draws:
+            stacked = layout.unpack(torch.stack(draws, dim=1))  # (chains, draws, ...)
+        else:
+            stacked = {
+                n: torch.zeros((self.num_chains, 0) + layout.shapes[n]) for n in layout.names
+            }
+        kept = [n for n in stacked if save_params is None or n in save_params]
+        for chain_id in range(self.num_chains):
+            on_chain(chain_id, {n: stacked[n][chain_id] for n in kept})
+        return diagnostics
+
+
 def _validation(disable_validation):
     if disable_validation is None:
         return contextlib.nullcontext()
@@ -346,7 +400,14 @@ class _MCMCBase:
         disable_validation,
         transforms,
         save_params,
+        chain_method="parallel",
     ):
+        if chain_method not in ("parallel", "sequential", "vectorized"):
+            raise ValueError(
+                f"chain_method must be 'parallel', 'sequential' or 'vectorized', got "
+                f"{chain_method!r}"
+            )
+        self.chain_method = chain_method
         if num_samples is None or int(num_samples) < 0:
             raise ValueError(f"num_samples must be a non-negative int, got {num_samples!r}")
         if num_chains < 1:
@@ -373,7 +434,13 @@ class _MCMCBase:
                     )
         self.initial_params = initial_params
         parallel = False
-        if num_chains > 1:
+        if chain_method == "vectorized":
+            self.sampler = _VectorizedSampler(
+                kernel, self.num_samples, self.warmup_steps, num_chains, initial_params,
+                hook_fn, disable_progbar,
+            )  # fmt: skip
+            return
+        if num_chains > 1 and chain_method == "parallel":
             available = _available_cpus()
             if num_chains > available:
                 warnings.warn(
@@ -432,6 +499,15 @@ class MCMC(_MCMCBase):
     :param dict transforms: site name to transform to the unconstrained space (default:
         the kernel's).
     :param list save_params: keep only these sites' draws.
+    :param str chain_method: how several chains run: ``"parallel"`` (default, worker
+        processes as described above), ``"sequential"`` (one after another in this
+        process) or ``"vectorized"`` (HMC / NUTS only: all chains advance together in
+        this process, every leapfrog step one batched evaluation of the potential and its
+        gradient, each chain with its own step size and mass matrix; see
+        :mod:`ember.infer.mcmc.vectorized`). The draws and diagnostics have the same
+        format whatever the method; after a vectorized run ``kernel`` holds chain 0's
+        adapted step size and mass matrix, and ``hook_fn`` receives every chain's
+        (unconstrained) parameters at once, with a leading chain dim.
 
     Example::
 
@@ -460,10 +536,11 @@ class MCMC(_MCMCBase):
         disable_validation: bool = True,
         transforms: Optional[dict] = None,
         save_params=None,
+        chain_method: str = "parallel",
     ):
         super().__init__(kernel, num_samples, warmup_steps, initial_params, num_chains,
                          hook_fn, mp_context, disable_progbar, disable_validation, transforms,
-                         save_params)  # fmt: skip
+                         save_params, chain_method)  # fmt: skip
         self._samples: Optional[Dict[str, torch.Tensor]] = None
 
     def run(self, *args, **kwargs) -> None:
@@ -483,7 +560,7 @@ class MCMC(_MCMCBase):
             stacked[chain_id] = draws
 
         with _validation(self.disable_validation):
-            if isinstance(self.sampler, _MultiSampler):
+            if isinstance(self.sampler, (_MultiSampler, _VectorizedSampler)):
                 self._diagnostics = self.sampler.run(args, kwargs, on_chain, self.save_params)
             else:
                 self._diagnostics = self.sampler.run(args, kwargs, on_sample)
@@ -546,6 +623,42 @@ class MCMC(_MCMCBase):
     def to_inference_data(self, **kwargs):
         """An ``arviz.InferenceData`` of the run (needs the optional arviz package)."""
         return to_arviz(self, **kwargs)
+
+    def gather_chains(self, dst: Optional[int] = 0, group=None) -> None:
+        """Bring the chains of every ``torch.distributed`` rank to rank ``dst``.
+
+        A collective: call it on every rank after :meth:`run`. On rank ``dst`` (on every
+        rank when ``dst`` is None) :meth:`get_samples`, :meth:`summary`,
+        :meth:`diagnostics` (n_eff and r_hat across all chains) and
+        :meth:`to_inference_data` then cover the chains of all ranks, ordered by rank;
+        the other ranks keep their own chains. ``num_chains`` stays the number of
+        chains this process runs. Seed the ranks differently first, e.g. with
+        :func:`~ember.infer.mcmc.distributed.set_rank_seed` (``base_seed + rank``);
+        see :mod:`ember.infer.mcmc.distributed`.
+
+        :param dst: the receiving rank, or None for all ranks.
+        :param group: the process group (default: the default group).
+        :raises RuntimeError: without an initialized process group, or when a rank has
+            no draws to send (every rank raises, none waits forever).
+        """
+        problem = None
+        if self._samples is None:
+            problem = "it has no draws (call run() on every rank before gather_chains)"
+        elif self._samples is getattr(self, "_gathered_samples", None):
+            # the draws of this run were gathered already: a second gather would
+            # duplicate chains on the receiving rank
+            problem = "its draws were gathered already (run() again to gather new draws)"
+        result = gather_chains(
+            self.get_samples(group_by_chain=True) if problem is None else None,
+            self._diagnostics,
+            dst=dst,
+            group=group,
+            problem=problem,
+        )
+        if result is not None:
+            self._samples = result.samples
+            self._diagnostics = result.diagnostics
+        self._gathered_samples = self._samples
 
 
 class StreamingMCMC(_MCMCBase):

@@ -15,6 +15,9 @@ from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+import torch.fx
+from torch.func import grad_and_value
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from ember.infer.autoguide.initialization import init_to_uniform
 from ember.infer.mcmc.adaptation import WarmupAdapter, mass_matrix_blocks
@@ -22,7 +25,7 @@ from ember.infer.mcmc.mcmc_kernel import MCMCKernel
 from ember.infer.mcmc.util import initialize_model
 from ember.util import validation_enabled
 
-__all__ = ["HMC", "FlatLayout", "trace_flat_potential"]
+__all__ = ["HMC", "FlatLayout", "record_potential_grad", "trace_flat_potential"]
 
 
 class FlatLayout:
@@ -101,6 +104,114 @@ def trace_flat_potential(fn: Callable, z0: torch.Tensor, num_checks: int = 3) ->
     return traced
 
 
+#: Substrings of the names of random operations: a recorded gradient graph holding one is
+#: not folded into constants (a potential must not draw; the checks then reject it).
+_RANDOM_OPS = ("rand", "normal", "bernoulli", "multinomial", "poisson", "exponential", "uniform")
+
+
+def _fold_constants(gm, example: torch.Tensor) -> None:
+    """Replace the nodes of ``gm`` that do not depend on its input by their values."""
+    graph = gm.graph
+    for node in graph.nodes:
+        # constants that require grad (a model's ember.param values) are constants here:
+        # the replay must neither build an autograd graph nor return one
+        if node.op == "get_attr":
+            value = getattr(gm, node.target, None)
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                if node.target in gm._parameters:
+                    del gm._parameters[node.target]
+                setattr(gm, node.target, value.detach())
+    dependent = set()
+    for node in graph.nodes:
+        if node.op == "placeholder" or any(a in dependent for a in node.all_input_nodes):
+            dependent.add(node)
+        elif node.op == "call_function" and any(r in str(node.target) for r in _RANDOM_OPS):
+            return
+    values = {}
+
+    class _Capture(torch.fx.Interpreter):
+        def run_node(self, node):
+            out = super().run_node(node)
+            values[node] = out
+            return out
+
+    _Capture(gm).run(example)
+    values = {n: (v.detach() if isinstance(v, torch.Tensor) else v) for n, v in values.items()}
+    names = {}  # one buffer per tensor object (a traced module must not share them)
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node in dependent:
+            continue
+        value = values.get(node)
+        if not isinstance(value, torch.Tensor):
+            continue
+        name = names.get(id(value))
+        if name is None:
+            name = names[id(value)] = f"_folded_{len(names)}"
+            gm.register_buffer(name, value)
+        with graph.inserting_before(node):
+            const = graph.get_attr(name)
+        node.replace_all_uses_with(const)
+    graph.eliminate_dead_code()
+    gm.recompile()
+
+
+def record_potential_grad(
+    fn: Callable, z0: torch.Tensor, batched: bool = False, num_checks: int = 3
+) -> Optional[Callable]:
+    """Record ``z -> (gradient, potential)`` of a potential of a flat vector as one graph
+    of tensor operations, the backward pass written out, and return it (``None`` when
+    recording fails or is not exact).
+
+    The forward and backward operations are captured together
+    (``torch.func.grad_and_value`` under ``make_fx``), operations that do not depend on
+    ``z`` are folded into constants, and the result is replayed with ``torch.jit.trace``:
+    a leapfrog step then costs one replay, with no model Python and no autograd engine.
+    With ``batched=True``, ``fn`` maps ``(C, D)`` positions to ``(C,)`` potentials and the
+    gradient is each row's. The recording is used only if it agrees with ``fn`` (value
+    and gradient) at ``z0`` and at ``num_checks`` random points around it.
+
+    Example::
+
+        >>> f = lambda z: 0.5 * (z**2).sum()
+        >>> grad_fn = record_potential_grad(f, torch.ones(3))
+        >>> grad_fn(torch.tensor([1.0, 2.0, 3.0]))
+        (tensor([1., 2., 3.]), tensor(7.))
+    """
+    if batched:
+
+        def summed(z):
+            pe = fn(z)
+            return pe.sum(), pe
+
+        def grad_value(z):
+            grad, (_, pe) = grad_and_value(summed, has_aux=True)(z)
+            return grad, pe
+
+    else:
+        # (a plain function: make_fx reads the signature, which a bound method would skew)
+        grad_value = grad_and_value(lambda z: fn(z))
+    z0 = z0.detach()
+    try:
+        with validation_enabled(False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = make_fx(grad_value)(z0)
+            _fold_constants(gm, z0)
+            recorded = torch.jit.trace(gm, (z0,), check_trace=False)
+            points = [z0] + [z0 + 0.5 * torch.randn_like(z0) for _ in range(num_checks)]
+            for z in points:
+                if batched:
+                    g_direct, pe_direct = _grad_and_value(lambda x: fn(x).sum(), z)
+                    pe_direct = fn(z).detach()
+                else:
+                    g_direct, pe_direct = _grad_and_value(fn, z)
+                g_rec, pe_rec = recorded(z)
+                if not (_agree(pe_direct, pe_rec) and _agree(g_direct, g_rec)):
+                    return None
+    except Exception:  # anything that cannot be recorded: the caller uses autograd
+        return None
+    return recorded
+
+
 def _is_singular_error(err: Exception) -> bool:
     message = str(err)
     return (
@@ -127,11 +238,12 @@ class HMC(MCMCKernel):
         names, each a dense block (the other sites share a diagonal block).
     :param dict transforms: site name to transform to the unconstrained space.
     :param int max_plate_nesting: the plate dims the model uses.
-    :param bool jit_compile: record the potential's tensor operations once
-        (:func:`trace_flat_potential`) and replay them at every leapfrog step instead of
-        running the model. ``None`` (default): do so for a model when the recording is
-        exact (checked at setup), else run the model; ``True``: also for a given
-        ``potential_fn``; ``False``: never.
+    :param bool jit_compile: record the potential's tensor operations once and replay
+        them at every leapfrog step instead of running the model: its forward and
+        backward pass together (:func:`record_potential_grad`), or else the forward pass
+        alone, differentiated by autograd (:func:`trace_flat_potential`). ``None``
+        (default): do so for a model when a recording is exact (checked at setup), else
+        run the model; ``True``: also for a given ``potential_fn``; ``False``: never.
     :param float target_accept_prob: the acceptance probability step-size adaptation
         aims at.
     :param init_strategy: how initial values are chosen.
@@ -207,6 +319,7 @@ class HMC(MCMCKernel):
         self._initial_params = None
         self._layout: Optional[FlatLayout] = None
         self._traced_potential = None
+        self._grad_fn = None
         self._mm_version = -1
         self._reset()
 
@@ -279,15 +392,25 @@ class HMC(MCMCKernel):
 
     def _build_potential(self, z0: torch.Tensor) -> None:
         self._traced_potential = None
+        self._grad_fn = None
         wanted = self._jit_compile
         if wanted is None:
             wanted = self.model is not None
         if wanted and z0.numel() > 0:
-            self._traced_potential = trace_flat_potential(self._direct_potential, z0)
+            self._grad_fn = record_potential_grad(self._direct_potential, z0)
+            if self._grad_fn is None:
+                self._traced_potential = trace_flat_potential(self._direct_potential, z0)
 
     def potential_grad_flat(self, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(gradient, potential energy)`` at the flat vector ``z``; a potential that
         cannot be evaluated (singular matrix, invalid parameter) gives ``nan`` energy."""
+        if self._grad_fn is not None:
+            try:
+                return self._grad_fn(z.detach())
+            except (ValueError, RuntimeError) as err:
+                if _is_singular_error(err):
+                    return torch.zeros_like(z), z.new_tensor(float("nan"))
+                raise
         z = z.detach().requires_grad_(True)
         try:
             with torch.enable_grad():
@@ -444,12 +567,14 @@ class HMC(MCMCKernel):
     def cleanup(self) -> None:
         self._cached = None
         self._traced_potential = None  # not picklable; rebuilt by setup
+        self._grad_fn = None
         if self.model is not None and not getattr(self, "_initial_params_given", True):
             self._initial_params = None  # the next chain draws its own initial values
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_traced_potential"] = None
+        state["_grad_fn"] = None
         return state
 
     # ---------------------------------------------------------------- sample

@@ -17,7 +17,7 @@ import torch
 from ember.infer.autoguide.initialization import init_to_uniform
 from ember.infer.mcmc.hmc import HMC
 
-__all__ = ["NUTS"]
+__all__ = ["NUTS", "dot_index"]
 
 
 class _Tree(NamedTuple):
@@ -45,6 +45,19 @@ def _logaddexp(a: float, b: float) -> float:
         return a
     m = max(a, b)
     return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+_DOT_INDEX: dict = {}
+
+
+def dot_index(device) -> torch.Tensor:
+    """The rows of the stacked edge velocities ``(v_ll, v_rr, v_rl, v_lr)`` that pair
+    with the stacked momenta ``(r_sum, r_sum, rho1, rho1, rho2, rho2)`` in the U-turn
+    criterion of a merged tree (one tensor per device, made once)."""
+    index = _DOT_INDEX.get(device)
+    if index is None:
+        index = _DOT_INDEX[device] = torch.tensor([0, 1, 0, 2, 3, 1], device=device)
+    return index
 
 
 class NUTS(HMC):
@@ -168,21 +181,15 @@ class NUTS(HMC):
         if not turning:
             # the U-turn criterion over the merged tree, and Stan's extra checks across
             # the two halves, evaluated together (one host sync)
-            kg = self.kinetic_grad_flat
-            v_ll, v_rr = kg(left.r_left), kg(right.r_right)
-            v_rl, v_lr = kg(right.r_left), kg(left.r_right)
+            # velocities M^-1 r at the outer edges (ll, rr) and the inner ones (rl, lr)
+            v = self.kinetic_grad_flat(
+                torch.stack([left.r_left, right.r_right, right.r_left, left.r_right])
+            )
             rho1 = left.r_sum + right.r_left
             rho2 = left.r_right + right.r_sum
-            dots = torch.stack(
-                [
-                    (r_sum * v_ll).sum(-1),
-                    (r_sum * v_rr).sum(-1),
-                    (rho1 * v_ll).sum(-1),
-                    (rho1 * v_rl).sum(-1),
-                    (rho2 * v_lr).sum(-1),
-                    (rho2 * v_rr).sum(-1),
-                ]
-            )
+            # r_sum.v_ll, r_sum.v_rr, rho1.v_ll, rho1.v_rl, rho2.v_lr, rho2.v_rr
+            momenta = torch.stack([r_sum, r_sum, rho1, rho1, rho2, rho2])
+            dots = (momenta * v[dot_index(v.device)]).sum(-1)
             turning = bool((dots <= 0).any())
         return _Tree(
             left.z_left, left.r_left, left.grad_left,
