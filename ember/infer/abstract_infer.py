@@ -13,6 +13,7 @@ them, and marginals read the batched values directly.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from typing import Dict, Iterator, List, Sequence, Tuple, Union
@@ -25,7 +26,13 @@ from ember.infer.util import plate_depth
 from ember.poutine.trace_struct import Trace
 from ember.poutine.util import site_is_subsample
 
-__all__ = ["SAMPLES_PLATE", "EmpiricalMarginal", "TracePosterior", "VectorizedSamples"]
+__all__ = [
+    "SAMPLES_PLATE",
+    "EmpiricalMarginal",
+    "TracePosterior",
+    "TracePredictive",
+    "VectorizedSamples",
+]
 
 #: The name of the plate that holds the samples of a vectorized posterior.
 SAMPLES_PLATE = "_num_importance_samples"
@@ -382,3 +389,120 @@ class EmpiricalMarginal(Empirical):
         )
         self.sites = sites
         super().__init__(samples, log_weights, validate_args=validate_args)
+
+
+class TracePredictive(TracePosterior):
+    """Posterior predictive traces drawn from the weighted traces of a posterior.
+
+    .. warning:: Deprecated (as in Pyro): use :class:`~ember.infer.predictive.Predictive`.
+
+    Each of the ``num_samples`` traces picks one trace of ``posterior`` with
+    probability proportional to its weight, drops its observed sites (and,
+    with ``keep_sites``, every site not listed), and replays ``model`` on the
+    remaining values, so the observed sites and the return value are drawn
+    anew. The model may be called with other data than the posterior saw:
+    sites inside a plate take the plate's size in the new run by picking
+    posterior values at random indices of that plate (with replacement), so no
+    correspondence between old and new data points is assumed.
+
+    :param model: the model.
+    :param TracePosterior posterior: a posterior (run on first use if it has
+        no samples yet, with the arguments given to :meth:`run`).
+    :param int num_samples: how many predictive traces to draw.
+    :param keep_sites: names of the sites whose posterior values are kept
+        (default: all latent sites).
+
+    Example::
+
+        >>> import warnings, torch, ember, ember.distributions as dist
+        >>> from ember.infer import Importance
+        >>> ember.set_rng_seed(0)
+        >>> def model(n):
+        ...     z = ember.sample("z", dist.Normal(0.0, 1.0))
+        ...     with ember.plate("data", n):
+        ...         return ember.sample("x", dist.Normal(z, 0.1), obs=torch.ones(n))
+        >>> posterior = Importance(model, num_samples=500).run(3)
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", FutureWarning)
+        ...     predictive = TracePredictive(model, posterior, num_samples=5).run(3)
+        >>> len(predictive.exec_traces), predictive.exec_traces[0].nodes["x"]["value"].shape
+        (5, torch.Size([3]))
+    """
+
+    def __init__(self, model, posterior: TracePosterior, num_samples: int, keep_sites=None):
+        if not callable(model):
+            raise TypeError(f"TracePredictive: model must be callable, got {type(model).__name__}")
+        if not isinstance(posterior, TracePosterior):
+            raise TypeError(
+                "TracePredictive: posterior must be a TracePosterior (e.g. Importance(...)), got "
+                f"{type(posterior).__name__}"
+            )
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise ValueError(
+                f"TracePredictive: num_samples must be an int >= 1, got {num_samples!r}"
+            )
+        self.model = model
+        self.posterior = posterior
+        self.num_samples = num_samples
+        self.keep_sites = None if keep_sites is None else set(keep_sites)
+        super().__init__()
+        warnings.warn(
+            "TracePredictive is deprecated and will be removed in a future release; use "
+            "ember.infer.Predictive instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
+
+    def _traces(self, *args, **kwargs):
+        if not self.posterior.log_weights:
+            self.posterior.run(*args, **kwargs)
+        data_trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        log_weights = self.posterior.stacked_log_weights().detach()
+        traces = self.posterior.exec_traces
+        picks = torch.distributions.Categorical(logits=log_weights).sample((self.num_samples,))
+        for i in picks.tolist():
+            trace = traces[i].copy()
+            for name in list(trace.nodes):
+                site = trace.nodes[name]
+                drop = site["type"] == "sample" and site["is_observed"]
+                if self.keep_sites is not None and name not in self.keep_sites:
+                    drop = True
+                if drop:
+                    trace.remove_node(name)
+            self._adjust_to_data(trace, data_trace)
+            replayed = poutine.trace(poutine.replay(self.model, trace=trace))
+            yield replayed.get_trace(*args, **kwargs), torch.tensor(0.0)
+
+    @staticmethod
+    def _adjust_to_data(trace, data_trace) -> None:
+        """Fit the kept sites to the plates of a run on the new data (in place)."""
+        indices = {}
+        for name, site in list(trace.nodes.items()):
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if name not in data_trace.nodes:
+                trace.remove_node(name)  # not part of a run on the new data
+                continue
+            new_site = data_trace.nodes[name]
+            if site_is_subsample(site):
+                site["fn"] = new_site["fn"]
+                site["value"] = new_site["value"]
+                continue
+            old_frames = {f.name: f for f in site.get("cond_indep_stack") or ()}
+            site["cond_indep_stack"] = new_site["cond_indep_stack"]
+            site["fn"] = new_site["fn"]
+            event_dim = len(getattr(new_site["fn"], "event_shape", ()))
+            value = site["value"]
+            for frame in new_site["cond_indep_stack"]:
+                old = old_frames.get(frame.name)
+                if frame.dim is None or old is None:
+                    continue
+                dim = frame.dim - event_dim
+                if value.dim() < -dim or value.size(dim) == 1:
+                    continue  # the value does not vary along this plate
+                if frame.name not in indices:
+                    indices[frame.name] = torch.randint(
+                        0, value.size(dim), (frame.size,), device=value.device
+                    )
+                value = value.index_select(dim, indices[frame.name])
+            site["value"] = value

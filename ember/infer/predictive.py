@@ -9,16 +9,17 @@ pass, in a plate placed left of the model's own plates.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, fields
 from typing import Callable, Dict, Sequence
 
 import torch
 
 from ember import poutine
 from ember.infer.autoguide.initialization import InitMessenger, init_to_sample_or_feasible
-from ember.infer.util import plate_depth, vectorize
+from ember.infer.util import particle_sum, plate_depth, vectorize
 from ember.poutine.util import prune_subsample_sites
 
-__all__ = ["Predictive"]
+__all__ = ["MHResampler", "Predictive", "WeighedPredictive", "WeighedPredictiveResults"]
 
 _PLATE = "_num_predictive_samples"
 
@@ -152,6 +153,9 @@ class Predictive(torch.nn.Module):
     # ------------------------------------------------------------------ core
     def _predict(self, fn, samples, return_sites, args, kwargs) -> Dict[str, torch.Tensor]:
         n = self.num_samples
+        # No density is computed here: run under mask(False), so that a model can skip work
+        # that only feeds log-densities (poutine.get_mask() is False), as in Pyro.
+        fn = poutine.mask(fn, mask=False)
         with poutine.block():  # (sites without a sampler, e.g. an ImproperUniform, start feasible)
             structure = InitMessenger(init_to_sample_or_feasible)(fn)
             first = prune_subsample_sites(poutine.trace(structure).get_trace(*args, **kwargs))
@@ -252,3 +256,314 @@ class Predictive(torch.nn.Module):
                 poutine.condition(self.model, data=data), self.num_samples, -depth - 1, _PLATE
             )
             return poutine.trace(vec).get_trace(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ weighed samples
+@dataclass(frozen=True, eq=False)
+class WeighedPredictiveResults:
+    """What :class:`WeighedPredictive` returns: samples with per-sample importance weights.
+
+    :ivar samples: dict of site name -> tensor with one leading row per sample
+        (a tuple ordered by site name when returned by ``.call``).
+    :ivar log_weights: ``model_log_prob - guide_log_prob``, shape ``(num_samples,)``.
+    :ivar guide_log_prob: the guide's log density of each sample.
+    :ivar model_log_prob: the (conditioned) model's log joint density of each sample.
+    """
+
+    samples: Dict[str, torch.Tensor] | tuple
+    log_weights: torch.Tensor
+    guide_log_prob: torch.Tensor
+    model_log_prob: torch.Tensor
+
+    def get_log_normalizer(self) -> torch.Tensor:
+        """Log of the mean weight: an estimate of the model's log normalizing constant
+        (``log p(observations)`` when the model conditions on data)."""
+        log_w = self.log_weights
+        return torch.logsumexp(log_w, 0) - torch.log(torch.tensor(float(log_w.numel())))
+
+    def get_normalized_weights(self, log_scale: bool = False) -> torch.Tensor:
+        """The weights normalized to sum to one (or their logs)."""
+        log_w = self.log_weights - torch.logsumexp(self.log_weights, 0)
+        return log_w if log_scale else log_w.exp()
+
+    def get_ESS(self) -> torch.Tensor:
+        """Effective sample size ``1 / sum(w_i ** 2)`` of the normalized weights."""
+        log_w = self.get_normalized_weights(log_scale=True)
+        return torch.exp(-torch.logsumexp(2 * log_w, 0))
+
+    def clone(self) -> WeighedPredictiveResults:
+        """A copy with every tensor cloned."""
+        return type(self)(**{f.name: _clone_field(getattr(self, f.name)) for f in fields(self)})
+
+
+def _clone_field(value):
+    if isinstance(value, dict):
+        return {k: _clone_field(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_clone_field(v) for v in value)
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+class WeighedPredictive(Predictive):
+    """:class:`Predictive` that also returns each sample's importance weight.
+
+    Constructed like :class:`Predictive`, with a ``guide`` (required). Calling
+    it draws ``num_samples`` latent samples ``z`` from the guide and returns a
+    :class:`WeighedPredictiveResults`: the model's sites given ``z`` (as
+    :class:`Predictive` returns them) and the log weights
+    ``log p(x_obs, z) - log q(z)``, where ``p`` is the keyword argument
+    ``model_guide`` (the model the guide was fitted to, typically conditioned
+    on the data; default: ``model``). Weighted by ``exp(log_weights)`` the
+    samples follow the exact posterior predictive even when the guide is only
+    approximate (e.g. for :func:`~ember.ops.stats.weighed_quantile`, or
+    :class:`MHResampler`).
+
+    Example::
+
+        >>> import torch, ember, ember.distributions as dist
+        >>> from ember import poutine
+        >>> ember.set_rng_seed(0)
+        >>> def model():
+        ...     z = ember.sample("z", dist.Normal(0.0, 1.0))
+        ...     return ember.sample("x", dist.Normal(z, 1.0))
+        >>> conditioned = poutine.condition(model, data={"x": torch.tensor(1.0)})
+        >>> def guide():  # the exact posterior N(0.5, 0.5)
+        ...     ember.sample("z", dist.Normal(0.5, 0.5**0.5))
+        >>> out = WeighedPredictive(model, guide=guide, num_samples=4)(model_guide=conditioned)
+        >>> sorted(out.samples), out.log_weights.shape
+        (['x', 'z'], torch.Size([4]))
+        >>> out.log_weights.std() < 1e-5  # exact guide: equal weights
+        tensor(True)
+    """
+
+    def _scored_run(self, fn, data, args, kwargs):
+        """Run ``fn`` (conditioned on ``data``) once per sample; return every sample site's
+        values ``(num_samples, ...)`` and the per-sample log joint density of the run."""
+        n = self.num_samples
+        with poutine.block():
+            structure = InitMessenger(init_to_sample_or_feasible)(fn)
+            first = prune_subsample_sites(poutine.trace(structure).get_trace(*args, **kwargs))
+        info = _site_info(first)
+        depth = plate_depth(first.nodes.values())
+        data = {k: v for k, v in data.items() if k in info}
+
+        def padded(name):
+            pad = max(depth - info[name]["batch_ndim"], 0)
+            return (n,) + (1,) * pad + info[name]["shape"]
+
+        if self.parallel:
+            conditioned = {k: v.reshape(padded(k)) for k, v in data.items()}
+            vec = vectorize(poutine.condition(fn, data=conditioned), n, -depth - 1, _PLATE)
+            with poutine.block():
+                trace = prune_subsample_sites(poutine.trace(vec).get_trace(*args, **kwargs))
+            trace.compute_log_prob()
+            log_prob = torch.zeros(n)
+            values = {}
+            for name, site in trace.nodes.items():
+                if site["type"] != "sample":
+                    continue
+                log_prob = log_prob + particle_sum(site["log_prob"], -depth - 1)
+                if name in info:
+                    value, target = site["value"], padded(name)
+                    if value.dim() < len(target):
+                        value = value.reshape((1,) * (len(target) - value.dim()) + value.shape)
+                    values[name] = value.expand(target)
+            if log_prob.shape != (n,):
+                raise ValueError(
+                    f"WeighedPredictive: per-sample log densities have shape "
+                    f"{tuple(log_prob.shape)}, expected ({n},); are all batch dims of the "
+                    "model declared with plates?"
+                )
+            return values, log_prob
+        log_probs, collected = [], {name: [] for name in info}
+        for i in range(n):
+            one = {k: v[i].reshape(info[k]["shape"]) for k, v in data.items()}
+            with poutine.block():
+                trace = poutine.trace(poutine.condition(fn, data=one)).get_trace(*args, **kwargs)
+            trace = prune_subsample_sites(trace)
+            log_probs.append(torch.as_tensor(trace.log_prob_sum()))
+            for name in info:
+                collected[name].append(torch.as_tensor(trace.nodes[name]["value"]))
+        values = {k: torch.stack(v).reshape(padded(k)) for k, v in collected.items()}
+        return values, torch.stack(log_probs)
+
+    def forward(self, *args, **kwargs) -> WeighedPredictiveResults:
+        """Weighed samples; the keyword ``model_guide`` (default: the model) is the model
+        whose density the weights use; other arguments go to guide and models."""
+        model_guide = kwargs.pop("model_guide", self.model)
+        if self.guide is None:
+            raise ValueError(
+                "WeighedPredictive: a guide is required (the weights compare the model's "
+                "density with the guide's)"
+            )
+        if not callable(model_guide):
+            raise TypeError(
+                f"WeighedPredictive: model_guide must be callable, got {type(model_guide).__name__}"
+            )
+        return_sites = self.return_sites if self.return_sites else None
+        with torch.no_grad():
+            guide_values, guide_lp = self._scored_run(self.guide, {}, args, kwargs)
+            model_values, model_lp = self._scored_run(model_guide, guide_values, args, kwargs)
+            if model_guide is self.model:
+                # Return the very run that was scored (its sampled sites included).
+                data = dict(guide_values)
+                data.update(model_values)
+            else:
+                data = guide_values
+            samples = self._predict(self.model, data, return_sites, args, kwargs)
+        return WeighedPredictiveResults(
+            samples=samples,
+            log_weights=model_lp - guide_lp,
+            guide_log_prob=guide_lp,
+            model_log_prob=model_lp,
+        )
+
+    def call(self, *args, **kwargs) -> WeighedPredictiveResults:
+        """As :meth:`forward`, with the samples as a tuple ordered by site name."""
+        result = self.forward(*args, **kwargs)
+        return WeighedPredictiveResults(
+            samples=tuple(v for _, v in sorted(result.samples.items())),
+            log_weights=result.log_weights,
+            guide_log_prob=result.guide_log_prob,
+            model_log_prob=result.model_log_prob,
+        )
+
+
+def _take(current, new, accept: torch.Tensor):
+    """``new`` where ``accept`` (per leading row), else ``current``; through dicts/tuples."""
+    if isinstance(current, dict):
+        return {k: _take(v, new[k], accept) for k, v in current.items()}
+    if isinstance(current, tuple):
+        return tuple(_take(c, w, accept) for c, w in zip(current, new))
+    if not isinstance(current, torch.Tensor) or current.dim() == 0:
+        return current
+    if current.size(0) != accept.numel():
+        raise ValueError(
+            f"MHResampler: a sample field of shape {tuple(current.shape)} does not have one "
+            f"leading row per sample ({accept.numel()})"
+        )
+    mask = accept.reshape((-1,) + (1,) * (current.dim() - 1))
+    return torch.where(mask, new, current)
+
+
+def _concat(results, value_of):
+    first = value_of(results[0])
+    if isinstance(first, dict):
+        return {k: _concat(results, lambda r, k=k: value_of(r)[k]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_concat(results, lambda r, i=i: value_of(r)[i]) for i in range(len(first)))
+    return torch.cat([value_of(r) for r in results])
+
+
+class MHResampler(torch.nn.Module):
+    r"""Turn weighed samples into equally weighted ones by independent Metropolis–Hastings.
+
+    ``sampler`` (e.g. a :class:`WeighedPredictive`) returns, on each call, a
+    batch of candidates from the guide ``g`` with log weights ``log P - log g``.
+    Each call of the resampler draws a new batch and, independently for every
+    row, accepts the candidate ``x'`` over the current ``x`` with probability
+    ``min(1, P(x') g(x) / (P(x) g(x')))`` — an independence sampler with the
+    guide as proposal. The first call returns the guide's samples; with more
+    calls each row's distribution approaches the target ``P``. With an exact
+    guide every candidate is accepted.
+
+    :param sampler: callable returning :class:`WeighedPredictiveResults`.
+    :param slice source_samples_slice: which of the sampler's outputs to keep
+        (``get_source_samples``); default none.
+    :param slice stored_samples_slice: which of the resampler's outputs to
+        keep (``get_stored_samples``); default none.
+
+    Example::
+
+        >>> import torch, ember, ember.distributions as dist
+        >>> from ember import poutine
+        >>> ember.set_rng_seed(0)
+        >>> def model():
+        ...     z = ember.sample("z", dist.Normal(0.0, 1.0))
+        ...     return ember.sample("x", dist.Normal(z, 1.0))
+        >>> conditioned = poutine.condition(model, data={"x": torch.tensor(1.0)})
+        >>> def guide():  # wider than the posterior N(0.5, 0.5)
+        ...     ember.sample("z", dist.Normal(0.0, 1.5))
+        >>> predictive = WeighedPredictive(model, guide=guide, num_samples=4000, parallel=True)
+        >>> resampler = MHResampler(predictive)
+        >>> for _ in range(20):
+        ...     out = resampler(model_guide=conditioned)
+        >>> round(out.samples["z"].mean().item(), 1)
+        0.5
+    """
+
+    def __init__(
+        self,
+        sampler: Callable,
+        source_samples_slice: slice = slice(0),
+        stored_samples_slice: slice = slice(0),
+    ):
+        super().__init__()
+        if not callable(sampler):
+            raise TypeError(f"MHResampler: sampler must be callable, got {type(sampler).__name__}")
+        self.sampler = sampler
+        self.samples = None
+        self.transition_count = torch.tensor(0, dtype=torch.long)
+        self.source_samples = []
+        self.source_samples_slice = source_samples_slice
+        self.stored_samples = []
+        self.stored_samples_slice = stored_samples_slice
+
+    def forward(self, *args, **kwargs) -> WeighedPredictiveResults:
+        """One Metropolis–Hastings step for every row (arguments go to ``sampler``)."""
+        with torch.no_grad():
+            new = self.sampler(*args, **kwargs)
+            if not isinstance(new, WeighedPredictiveResults):
+                raise TypeError(
+                    "MHResampler: the sampler must return WeighedPredictiveResults, got "
+                    f"{type(new).__name__}"
+                )
+            self.source_samples.append(new)
+            self.source_samples = self.source_samples[self.source_samples_slice]
+            if self.samples is None:
+                self.samples = new.clone()
+                self.transition_count = torch.zeros(new.log_weights.shape, dtype=torch.long)
+            else:
+                log_ratio = (new.log_weights - self.samples.log_weights).clamp(max=0.0)
+                accept = torch.rand(log_ratio.shape) <= log_ratio.exp()
+                self.transition_count = self.transition_count + accept.long()
+                self.samples = type(self.samples)(
+                    **{
+                        f.name: _take(getattr(self.samples, f.name), getattr(new, f.name), accept)
+                        for f in fields(self.samples)
+                    }
+                )
+        self.stored_samples.append(self.samples.clone())
+        self.stored_samples = self.stored_samples[self.stored_samples_slice]
+        return self.samples
+
+    def get_min_sample_transition_count(self) -> torch.Tensor:
+        """The fewest accepted transitions of any row."""
+        return self.transition_count.min()
+
+    def get_total_transition_count(self) -> torch.Tensor:
+        """The number of accepted transitions, summed over rows."""
+        return self.transition_count.sum()
+
+    def get_source_samples(self) -> WeighedPredictiveResults:
+        """The kept inputs (sampler outputs), concatenated along the sample dim."""
+        return self.get_samples(self.source_samples)
+
+    def get_stored_samples(self) -> WeighedPredictiveResults:
+        """The kept outputs, concatenated along the sample dim."""
+        return self.get_samples(self.stored_samples)
+
+    def get_samples(self, samples) -> WeighedPredictiveResults:
+        """A list of :class:`WeighedPredictiveResults` concatenated along the sample dim."""
+        if not samples:
+            raise ValueError(
+                "MHResampler: no samples were kept; pass source_samples_slice / "
+                "stored_samples_slice (e.g. slice(None)) to keep them"
+            )
+        cls = type(samples[0])
+        return cls(
+            **{
+                f.name: _concat(samples, lambda r, name=f.name: getattr(r, name))
+                for f in fields(samples[0])
+            }
+        )

@@ -38,6 +38,9 @@ def product(shape: Iterable[int]) -> int:
     return result
 
 
+_product = product  # Pyro's name (programs and Pyro's tests import it)
+
+
 def deep_setattr(obj, key: str, value) -> None:
     """``obj.a.b.c = value`` for ``key = "a.b.c"``, creating missing intermediate
     attributes as empty :class:`~ember.nn.PyroModule` s.
