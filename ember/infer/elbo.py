@@ -21,6 +21,7 @@ from ember import poutine
 from ember.infer.util import (
     VECTORIZED_PARTICLES_PLATE,
     check_if_enumerated,
+    check_step_finite,
     get_importance_trace,
     guess_max_plate_nesting,
     is_validation_enabled,
@@ -254,7 +255,10 @@ class ELBO:
         ``loss`` is the detached loss tensor; ``params`` are the unconstrained
         parameter tensors (the leaves an optimizer updates) of every ``param``
         site in the traces the estimate was made from, each once. This is one
-        step's work for :class:`~ember.infer.svi.SVI`.
+        step's work for :class:`~ember.infer.svi.SVI`. With validation on, a NaN
+        or infinite loss or gradient raises
+        :class:`~ember.infer.util.NonFiniteLossError` naming the sites and
+        parameters concerned (see :func:`~ember.infer.util.check_step_finite`).
         """
         if type(self).loss_and_surrogate is not ELBO.loss_and_surrogate:
             # a subclass computes its losses its own way: record the params it reads
@@ -272,7 +276,10 @@ class ELBO:
                     p = unconstrained_param(site["value"])
                     if p.requires_grad:
                         params[id(p)] = p
-        return loss.detach(), list(params.values())
+        params = list(params.values())
+        if is_validation_enabled():
+            check_step_finite(loss, params, traces)
+        return loss.detach(), params
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         """Bind the loss to a model and a guide as a ``torch.nn.Module``."""

@@ -17,7 +17,14 @@ import torch
 from ember import poutine
 from ember.infer.elbo import ELBO
 from ember.infer.progress import progress_loop
-from ember.infer.util import torch_item, unconstrained_param, zero_grads
+from ember.infer.util import (
+    NonFiniteLossError,
+    check_step_finite,
+    is_validation_enabled,
+    torch_item,
+    unconstrained_param,
+    zero_grads,
+)
 from ember.params.param_store import get_param_store
 
 __all__ = ["SVI"]
@@ -36,7 +43,11 @@ class SVI:
     :param loss_and_grads: optional callable with the signature of
         :meth:`ELBO.loss_and_grads` that computes the loss and runs backward.
 
-    A step makes one host synchronisation: converting the loss to a float.
+    A step makes one host synchronisation: converting the loss to a float. With
+    validation on (the default), a NaN or infinite loss or gradient raises
+    :class:`~ember.infer.util.NonFiniteLossError` before the optimizer runs,
+    naming the step, the sites and the parameters concerned; the parameters keep
+    their last finite values.
 
     Example::
 
@@ -90,6 +101,9 @@ class SVI:
         self.optim = optim
         self.num_steps = num_steps
         self.num_samples = num_samples
+        #: how many times :meth:`step` has been called (failed steps included); error
+        #: messages name a step by this count
+        self.steps_taken = 0
         self._elbo: ELBO | None = None
         if isinstance(loss, ELBO):
             self._elbo = loss
@@ -119,6 +133,8 @@ class SVI:
         """Estimate the loss without taking a step; arguments go to model and guide."""
         with torch.no_grad():
             value = self.loss(self.model, self.guide, *args, **kwargs)
+        if isinstance(value, tuple):  # several losses, e.g. ReweightedWakeSleep's pair
+            return type(value)(torch_item(x) for x in value)
         return torch_item(value)
 
     def step(self, *args, **kwargs) -> float:
@@ -131,12 +147,15 @@ class SVI:
         return self._step(args, kwargs)
 
     def _step(self, args, kwargs) -> float:
+        self.steps_taken += 1
         try:
             return self._take_step(args, kwargs)
-        except BaseException:
+        except BaseException as e:
             # A step stopped after its backward pass (an error, or Ctrl-C before the
             # optimizer ran) must not leave gradients that the next step would add to.
             zero_grads(p for _, p in get_param_store().named_parameters())
+            if isinstance(e, NonFiniteLossError):
+                raise NonFiniteLossError(f"SVI step {self.steps_taken}: {e}") from None
             raise
 
     def _take_step(self, args, kwargs) -> float:
@@ -152,25 +171,81 @@ class SVI:
                 if p.requires_grad:
                     params[id(p)] = p
             params = list(params.values())
+            if is_validation_enabled():
+                check_step_finite(sum(loss) if isinstance(loss, tuple) else loss, params)
         self.optim(params)
         zero_grads(params)
+        if isinstance(loss, tuple):  # several losses, e.g. ReweightedWakeSleep's pair
+            return type(loss)(torch_item(x) for x in loss)
         return torch_item(loss)
 
-    def run(self, num_steps: int, *args, progress: bool = True, **kwargs) -> List[float]:
+    def run(
+        self,
+        num_steps: int,
+        *args,
+        progress: bool = True,
+        callback: Callable[[int, float], None] | None = None,
+        **kwargs,
+    ) -> List[float]:
         """Take ``num_steps`` steps and return the loss of each (beyond Pyro's API).
 
         A progress display (``ember.infer.progress.progress_loop``) shows the
-        running loss; ``progress=False`` turns it off. Arguments after
-        ``num_steps`` go to model and guide on every step.
+        running loss; ``progress=False`` turns it off. ``callback(step, loss)``,
+        if given, is called after every step (``step`` counts from 1). Other
+        arguments after ``num_steps`` go to model and guide on every step.
 
-        Example: ``losses = svi.run(1000, data)`` replaces the usual
-        ``for _ in range(1000): svi.step(data)`` loop.
+        If a step raises (a bad model, a non-finite loss with validation on) or
+        the run is interrupted (Ctrl-C: ``KeyboardInterrupt``), the exception
+        propagates with the history so far attached: ``err.losses`` is the list
+        of the losses of the steps that completed (their parameter updates are
+        kept).
+
+        Example::
+
+            >>> import torch, ember, ember.distributions as dist
+            >>> from ember.infer import SVI, Trace_ELBO
+            >>> from ember.optim import Adam
+            >>> ember.clear_param_store()
+            >>> def model():
+            ...     ember.sample("z", dist.Normal(0.0, 1.0))
+            >>> def guide():
+            ...     loc = ember.param("loc", torch.tensor(0.0))
+            ...     ember.sample("z", dist.Normal(loc, 1.0))
+            >>> def stop_after_two(step, loss):
+            ...     if step == 2:
+            ...         raise KeyboardInterrupt
+            >>> svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+            >>> try:
+            ...     svi.run(10, progress=False, callback=stop_after_two)
+            ... except KeyboardInterrupt as err:
+            ...     len(err.losses)
+            2
         """
         if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
             raise ValueError(f"SVI.run: num_steps must be an int >= 0, got {num_steps!r}")
-        return progress_loop(
-            lambda: self.step(*args, **kwargs),
-            num_steps,
-            desc="svi",
-            disable=None if progress else True,
-        )
+        if callback is not None and not callable(callback):
+            raise TypeError(
+                f"SVI.run: callback must be callable as callback(step, loss), got "
+                f"{type(callback).__name__}"
+            )
+        losses: List[float] = []
+        step = self.step
+
+        def one_step():
+            loss = step(*args, **kwargs)
+            losses.append(loss)
+            if callback is not None:
+                callback(len(losses), loss)
+            return loss
+
+        try:
+            return progress_loop(
+                one_step, num_steps, desc="svi", disable=None if progress else True
+            )
+        except BaseException as err:
+            # the history so far, for a caller that catches the error (or Ctrl-C)
+            try:
+                err.losses = losses
+            except AttributeError:  # an exception type that takes no attributes
+                pass
+            raise

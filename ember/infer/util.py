@@ -19,6 +19,7 @@ from ember import poutine
 from ember.distributions.unit import Unit
 from ember.distributions.util import is_identically_zero
 from ember.ops.contract import LAST_CACHE_SIZE
+from ember.params.param_store import get_param_store
 from ember.poutine.guide import drop_model_observations
 from ember.poutine.replay_messenger import ReplayMessenger
 from ember.poutine.trace_messenger import trace_run
@@ -34,12 +35,14 @@ __all__ = [
     "check_if_enumerated",
     "check_model_guide_match",
     "check_site_shape",
+    "check_step_finite",
     "get_importance_trace",
     "get_plate_stacks",
     "guess_max_plate_nesting",
     "is_identically_zero",
     "is_validation_enabled",
     "log_mean_exp",
+    "NonFiniteLossError",
     "particle_sum",
     "plate_depth",
     "prune_subsample_sites",
@@ -117,6 +120,131 @@ def zero_grads(params: Iterable[torch.Tensor]) -> None:
     """
     for p in params:
         p.grad = None
+
+
+class NonFiniteLossError(ValueError):
+    """A training step met a NaN or infinite loss or gradient; the optimizer did not run.
+
+    Raised (with validation on) before the parameters change, so they keep their
+    last finite values. The message names the sites whose log-densities or values
+    are not finite and the parameters whose gradients are not.
+    """
+
+
+def check_step_finite(loss, params: List[torch.Tensor], traces=()) -> None:
+    """Raise :class:`NonFiniteLossError` when ``loss`` or a gradient of ``params`` is
+    NaN or infinite.
+
+    One host sync, whatever the number of parameters: the loss and the sum of each
+    gradient are added up, and a NaN or infinity anywhere makes that total
+    non-finite. Only then (rarely) is each gradient checked entry by entry, which
+    also rules out a finite total that merely overflowed, and ``traces`` (the
+    traces the loss was computed from) are searched for the sites to blame.
+
+    Example::
+
+        >>> import torch
+        >>> p = torch.tensor(1.0, requires_grad=True)
+        >>> (p * float("nan")).backward()
+        >>> check_step_finite(torch.tensor(0.5), [p])
+        Traceback (most recent call last):
+        ...
+        ember.infer.util.NonFiniteLossError: ...gradient...
+    """
+    terms = []
+    for p in params:
+        g = p.grad
+        if g is not None:
+            terms.append(g if g.dim() == 0 else g.sum())
+    if isinstance(loss, torch.Tensor):
+        terms.append(loss.detach())
+        loss_finite = None
+    else:
+        loss_finite = math.isfinite(loss)
+    if loss_finite is not False and (not terms or math.isfinite(_total(terms))):
+        return
+    if _is_finite(loss) and all(p.grad is None or _is_finite(p.grad) for p in params):
+        return  # the total overflowed; every term is finite
+    raise NonFiniteLossError(describe_non_finite(loss, params, traces))
+
+
+def _total(terms: List[torch.Tensor]) -> float:
+    """The sum of the scalar tensors ``terms`` as a float (one host sync)."""
+    first = terms[0]
+    if any(t.dtype != first.dtype or t.device != first.device for t in terms):
+        terms = [t.to(device=first.device, dtype=torch.float64) for t in terms]
+    return torch.stack(terms).sum().item()
+
+
+def _is_finite(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return bool(torch.isfinite(x).all())
+    return math.isfinite(x)
+
+
+def describe_non_finite(loss, params: List[torch.Tensor], traces=()) -> str:
+    """What is not finite in a training step: the loss, the sites of ``traces`` whose
+    value or log-density is NaN or infinite, and the parameters with such gradients."""
+    with torch.no_grad():
+        loss_value = torch_item(loss)
+        parts = [f"the loss is {loss_value}" if not math.isfinite(loss_value) else ""]
+        sites = []
+        for trace in traces:
+            for name, site in trace.nodes.items():
+                if site["type"] != "sample" or name in sites:
+                    continue
+                problem = _site_problem(site)
+                if problem:
+                    sites.append(name)
+                    parts.append(f"site {name!r} {problem}")
+        names = {id(p): n for n, p in get_param_store().named_parameters()}
+        for p in params:
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                bad = int((~torch.isfinite(p.grad)).sum())
+                label = names.get(id(p), f"a parameter of shape {tuple(p.shape)}")
+                parts.append(
+                    f"the gradient of param {label!r} has {bad} non-finite "
+                    f"entr{'y' if bad == 1 else 'ies'} of {p.grad.numel()}"
+                )
+    found = "; ".join(x for x in parts if x)
+    return (
+        f"non-finite training step: {found or 'the loss or a gradient is not finite'}. The "
+        "optimizer did not run, so the parameters keep their last finite values; hint: look "
+        "for a value outside a distribution's support, a log of zero or an overflow in the "
+        "named sites (ember.poutine.trace shows each site's value and log_prob), or lower the "
+        "learning rate (ember.optim.ClippedAdam clips gradients)"
+    )
+
+
+def _site_problem(site) -> str:
+    """What is not finite at a sample ``site`` ("" when nothing is)."""
+    fn, value = site["fn"], site["value"]
+    problems = []
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            problems.append(f"a non-finite value at {bad} of {value.numel()} entries")
+    log_prob = site.get("log_prob")
+    if log_prob is None:
+        try:
+            log_prob = fn.log_prob(value)
+        except (ValueError, RuntimeError) as e:
+            problems.append(f"a value it cannot score ({e})")
+            log_prob = 0.0
+    kind = "log-factor" if type(fn) is Unit else "log_prob"
+    if isinstance(log_prob, torch.Tensor):
+        bad = int((~torch.isfinite(log_prob)).sum())
+        if bad:
+            problems.append(f"a non-finite {kind} at {bad} of {log_prob.numel()} entries")
+    elif not math.isfinite(float(log_prob)):
+        problems.append(f"a non-finite {kind} ({log_prob})")
+    if not problems:
+        return ""
+    if type(fn) is Unit:
+        who = "(a factor)"
+    else:
+        who = f"({'observed' if site.get('is_observed') else 'latent'}, {type(fn).__name__})"
+    return f"{who} has " + " and ".join(problems)
 
 
 def unconstrained_param(value: torch.Tensor) -> torch.Tensor:
@@ -333,6 +461,24 @@ def _is_auxiliary(site) -> bool:
     return bool((site.get("infer") or {}).get("is_auxiliary"))
 
 
+def _check_plate_sizes_agree(name, model_fn, guide_fn) -> None:
+    """A plate in both model and guide must have one full size: the guide's indices
+    are replayed into the model, so a smaller guide plate would silently act as a
+    subsample of the model's (once per plate, not per site)."""
+    model_size, guide_size = model_fn.size, guide_fn.size
+    if isinstance(model_size, torch.Tensor) or isinstance(guide_size, torch.Tensor):
+        if torch._C._get_tracing_state():
+            return
+        model_size, guide_size = int(model_size), int(guide_size)
+    if model_size != guide_size:
+        raise ValueError(
+            f"plate {name!r} has size {model_size} in the model but size {guide_size} in the "
+            "guide; a plate must have the same full size in both. Hint: to subsample, give "
+            f"the guide's plate the model's size and a subsample_size, e.g. "
+            f"plate({name!r}, {model_size}, subsample_size={guide_size})"
+        )
+
+
 def check_model_guide_match(model_trace, guide_trace, max_plate_nesting: float = math.inf) -> None:
     """Check that a model and a guide trace agree.
 
@@ -410,6 +556,8 @@ def check_model_guide_match(model_trace, guide_trace, max_plate_nesting: float =
                 "differentiate the factor. Set has_rsample=True if the factor arises from "
                 "reparameterized sampling, has_rsample=False otherwise."
             )
+    for name in model_plates & guide_plates:
+        _check_plate_sizes_agree(name, model_trace.nodes[name]["fn"], guide_trace.nodes[name]["fn"])
     extra_plates = guide_plates - model_plates
     if extra_plates:
         warnings.warn(
