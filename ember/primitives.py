@@ -26,7 +26,15 @@ from ember.params.param_store import (
 from ember.poutine.lift_messenger import LiftMessenger
 from ember.poutine.mask_messenger import MaskMessenger
 from ember.poutine.plate_messenger import PlateMessenger
-from ember.poutine.runtime import HANDLER_STACK, apply_stack, effectful, get_plates, new_message
+from ember.poutine.runtime import (
+    ACTIVE_HANDLER_THREADS,
+    HANDLER_STACK,
+    apply_stack,
+    effectful,
+    get_plates,
+    new_message,
+    warn_if_unseen_by_other_thread,
+)
 from ember.util import (
     enable_validation,
     is_poutine_validation_enabled,
@@ -132,6 +140,8 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: dict | None = N
         return _masked_observe(name, fn, obs, obs_mask, *args, infer=infer, **kwargs)
     stack = _get_stack()
     if not stack:
+        if ACTIVE_HANDLER_THREADS:  # another thread is inside a handler: does it miss this?
+            warn_if_unseen_by_other_thread(name)
         if obs is not None:
             if infer is None or not infer.get("_deterministic"):
                 warnings.warn(

@@ -25,6 +25,7 @@ TINY = {
     ),
     "flow_2d.py": (["--num-steps", "3"], ["held-out log-likelihood"]),
     "svi_distributed.py": (["--steps", "3"], ["1 process(es), 3 steps: final loss"]),
+    "mcmc_distributed.py": (["--samples", "50", "--warmup", "50"], ["1 chains on rank 0", "r_hat"]),
 }
 
 

@@ -33,7 +33,12 @@ from ember.distributions.torch_distribution import (  # noqa: F401  (Independent
     Independent,
     TorchDistributionMixin,
 )
-from ember.distributions.util import broadcast_params, broadcast_shape, log_binomial
+from ember.distributions.util import (
+    ParameterShapeError,
+    broadcast_params,
+    broadcast_shape,
+    log_binomial,
+)
 from ember.distributions.validation import (
     broadcast_init,
     check_arguments,
@@ -288,6 +293,25 @@ class Binomial(torch.distributions.Binomial, TorchDistributionMixin):
 
     approx_sample_thresh = math.inf
     approx_log_prob_tol = 0.0
+
+    def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
+        try:
+            super().__init__(total_count, probs, logits, validate_args=validate_args)
+        except RuntimeError as err:  # torch's broadcast of the parameters
+            if "must match the size" not in str(err):
+                raise
+            shapes = ", ".join(
+                f"{k}: {tuple(v.shape) if isinstance(v, torch.Tensor) else ()}"
+                for k, v in (("total_count", total_count), ("probs", probs), ("logits", logits))
+                if v is not None
+            )
+            raise ParameterShapeError(
+                f"{type(self).__name__}: parameters of shapes {shapes} do not broadcast to one "
+                "batch shape (sizes must be equal or 1, aligned from the right). Hint: "
+                "reshape or expand them first"
+            ) from None
+
+    expand = wrapper_expand(torch.distributions.Binomial)
 
     def sample(self, sample_shape=_EMPTY):
         thresh = self.approx_sample_thresh

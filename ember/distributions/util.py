@@ -197,13 +197,35 @@ def broadcast_params(*values):
             if first is None:
                 first = v
             elif v.shape != first.shape:
-                return broadcast_all(*values)
+                return _broadcast_all(values)
         elif type(v) is not float and type(v) is not int:
-            return broadcast_all(*values)  # tensor-likes, bools, NumPy numbers: torch's path
+            return _broadcast_all(values)  # tensor-likes, bools, NumPy numbers: torch's path
     if first is None:
         dtype = torch.get_default_dtype()
         return tuple(torch.tensor(v, dtype=dtype) for v in values)
     return tuple(v if isinstance(v, torch.Tensor) else number_like(v, first) for v in values)
+
+
+class ParameterShapeError(ValueError, RuntimeError):
+    """Parameters of a distribution whose shapes do not broadcast to one batch shape.
+
+    A ``ValueError`` (bad input), and a ``RuntimeError`` as torch raises there.
+    """
+
+
+def _broadcast_all(values):
+    """torch's ``broadcast_all``, with a ``ValueError`` naming the shapes when they do not
+    broadcast (torch raises a ``RuntimeError`` from inside the broadcast)."""
+    try:
+        return broadcast_all(*values)
+    except RuntimeError:
+        shapes = ", ".join(
+            str(tuple(v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__ for v in values
+        )
+        raise ParameterShapeError(
+            f"parameters of shapes {shapes} do not broadcast to one batch shape: sizes must "
+            "be equal or 1, aligned from the right. Hint: reshape or expand them first"
+        ) from None
 
 
 _DENSE_NUMBERS = 4096  # up to this many entries, a number is stored densely

@@ -45,7 +45,7 @@ import torch
 from torch.distributions import constraints as _tc
 from torch.distributions.utils import lazy_property
 
-from ember.distributions.util import broadcast_params, number_like
+from ember.distributions.util import ParameterShapeError, broadcast_params, number_like
 
 _EMPTY = torch.Size()
 _TorchBase = torch.distributions.Distribution
@@ -255,7 +255,13 @@ def decide(constraint, value, form=_MISS, dtype=None):
         x = _in_dtype(value, dtype)
         if form is not None and x is not None:
             return _within(x, x, form, dtype)
-    return decide(constraint, torch.as_tensor(value, dtype=dtype), form)
+    try:
+        tensor = torch.as_tensor(value, dtype=dtype)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise TypeError(
+            f"expected a number or a tensor, got {type(value).__name__} ({err})"
+        ) from None
+    return decide(constraint, tensor, form)
 
 
 def _decide_range(form, value):
@@ -479,10 +485,37 @@ def argument_plan(cls):
 
 def _plan_of(cls, arg_constraints, lasting=False):
     return tuple(
-        (name, c, constraint_form(c, lasting), _is_lazy(cls, name))
+        (name, c, parameter_form(name, constraint_form(c, lasting)), _is_lazy(cls, name))
         for name, c in arg_constraints.items()
         if not _tc.is_dependent(c)
     )
+
+
+def parameter_form(name: str, form):
+    """The range a parameter must lie in: ``form`` with infinite values excluded.
+
+    A real or positive parameter that is infinite (a scale, a rate, a location of
+    ``inf``) gives NaN draws and NaN log-densities, so parameters must be finite; the
+    check costs nothing extra (the same one reduction). ``logits`` over categories
+    (with event dims) may be ``-inf`` (an impossible category) but not ``+inf``;
+    non-range constraints are unchanged.
+
+    Example::
+
+        >>> from torch.distributions import constraints
+        >>> parameter_form("rate", constraint_form(constraints.positive))[:4]
+        (0.0, True, inf, True)
+    """
+    if form is None or form[4]:
+        return form
+    lower, lower_strict, upper, upper_strict, integer, min_dim, exact, _ = form
+    if "logits" in name and min_dim:
+        pass  # (-inf: an impossible category, normalized away)
+    elif lower is None or lower == -math.inf:
+        lower, lower_strict = -math.inf, True
+    if upper is None or upper == math.inf:
+        upper, upper_strict = math.inf, True
+    return (lower, lower_strict, upper, upper_strict, integer, min_dim, exact, False)
 
 
 def check_parameters(dist) -> None:
@@ -552,7 +585,10 @@ def _check_plan(cls, plan, values, dist=None, dtype=None):
             value = getattr(dist, name)
         if isinstance(value, torch.Tensor) and value.numel() == 0:
             check_event_size(cls.__name__, name, value, constraint)
-        decided = decide(constraint, value, form, dtype)
+        try:
+            decided = decide(constraint, value, form, dtype)
+        except TypeError as err:
+            raise TypeError(f"parameter {name} of distribution {cls.__name__}: {err}") from None
         if decided is True:
             continue
         if decided is False:
@@ -612,9 +648,25 @@ def parameter_error(dist_name: str, name: str, value, constraint, dtype=None) ->
         what = f"the Python number {value!r}"
         value = torch.as_tensor(value, dtype=dtype)
         what += f", stored as {value.item()!r}" if value.numel() == 1 else ""
+    detail = None
+    if value.is_floating_point():
+        x = value.detach()
+        keep_minus_inf = "logits" in name and getattr(constraint, "event_dim", 0)
+        infinite = x == math.inf if keep_minus_inf else torch.isinf(x)
+        if infinite.any() and bool(constraint.check(x).all()):
+            # (an error path: the extra ops cost nothing on valid input)
+            where = tuple(int(i) for i in infinite.nonzero()[0]) if x.dim() else ()
+            entry = x[where].item() if where else x.item()
+            detail = (
+                f"found the infinite value {entry}"
+                + (f" at index {where}" if where else "")
+                + "; a parameter must be finite"
+            )
+    if detail is None:
+        detail = describe_violation(constraint, value)
     return ValueError(
         f"Expected parameter {name} ({what}) of distribution {dist_name} to satisfy the "
-        f"constraint {constraint!r}, but {describe_violation(constraint, value)}."
+        f"constraint {constraint!r}, but {detail}."
         f"\nhint: check how {name} is computed; a learned parameter stays valid when declared "
         f"with ember.param(..., constraint={_constraint_name(constraint)})"
     )
@@ -919,7 +971,10 @@ def broadcast_init(dist, validate_args, names, *values) -> None:
     if len(values) == 2 and type(values[1]) in _NUMBER and isinstance(values[0], torch.Tensor):
         tensors = (values[0], number_like(values[1], values[0]))  # the usual call
     else:
-        tensors = broadcast_params(*values)
+        try:
+            tensors = broadcast_params(*values)
+        except ValueError as err:
+            raise type(err)(f"{type(dist).__name__}({', '.join(names)}): {err}") from None
     for name, tensor in zip(names, tensors):
         setattr(dist, name, tensor)
     first = tensors[0]
@@ -954,9 +1009,20 @@ def construct_quietly(dist, torch_cls, params: dict, validate_args, *args, **kwa
     """
     try:
         torch_cls.__init__(dist, *args, validate_args=False, **kwargs)
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError) as err:
         if is_validating(validate_args):
             check_arguments(type(dist), params)
+        if isinstance(err, RuntimeError) and "must match the size" in str(err):
+            shapes = ", ".join(
+                f"{k}: {tuple(v.shape) if isinstance(v, torch.Tensor) else ()}"
+                for k, v in params.items()
+                if v is not None
+            )
+            raise ParameterShapeError(
+                f"{type(dist).__name__}: parameters of shapes {shapes} do not broadcast to one "
+                "batch shape (sizes must be equal or 1, aligned from the right). Hint: "
+                "reshape or expand them first"
+            ) from None
         raise
     finish_init(dist, validate_args)
 

@@ -15,6 +15,7 @@ import torch
 
 from ember.poutine.messenger import Messenger
 from ember.poutine.runtime import DIM_ALLOCATOR, CondIndepStackFrame
+from ember.util import is_poutine_validation_enabled
 
 __all__ = ["CondIndepStackFrame", "IndepMessenger", "ZeroSizePlateError"]
 
@@ -50,12 +51,10 @@ class IndepMessenger(Messenger):
         if size is None:
             size = -1
         elif type(size) is int:  # the common case, without the slower abstract-class checks
-            if size < 1 and size != -1:
+            if size < 1:
                 _bad_size(name, size)
-        elif not isinstance(size, (numbers.Integral, torch.Tensor)) or (
-            isinstance(size, numbers.Integral) and size < 1 and size != -1
-        ):
-            _bad_size(name, size)
+        else:
+            _check_size(name, size)
         if dim is not None and (not isinstance(dim, int) or dim >= 0):
             raise ValueError(
                 f"plate {name!r}: dim must be a negative int counted from the right (e.g. -1), "
@@ -123,6 +122,35 @@ class IndepMessenger(Messenger):
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
 
 
+def _check_size(name, size) -> None:
+    """Refuse a plate size that is not a positive integer (``size`` is not a plain int)."""
+    if isinstance(size, bool) or (isinstance(size, torch.Tensor) and size.dtype == torch.bool):
+        raise TypeError(
+            f"plate {name!r}: size must be a positive int, got the bool {size!r}. Hint: pass "
+            "the number of elements, e.g. len(data)"
+        )
+    if isinstance(size, torch.Tensor):
+        if size.dim() != 0 or size.is_floating_point() or size.is_complex():
+            raise TypeError(
+                f"plate {name!r}: a tensor size must be a 0-dim integer tensor, got shape "
+                f"{tuple(size.shape)} and dtype {size.dtype}. Hint: pass len(data) or "
+                "data.shape[0]"
+            )
+        # (reading the value is a host sync: only with validation on, and never while
+        # the JIT traces, where the size is symbolic)
+        if is_poutine_validation_enabled() and not torch._C._get_tracing_state():
+            if int(size) < 1:
+                _bad_size(name, int(size))
+        return
+    if not isinstance(size, numbers.Integral):
+        raise TypeError(
+            f"plate {name!r}: size must be a positive int, got {type(size).__name__} {size!r}. "
+            "Hint: pass the number of elements as an int, e.g. int(size)"
+        )
+    if size < 1:
+        _bad_size(name, size)
+
+
 def _bad_size(name, size) -> None:
     if size == 0:
         raise ZeroSizePlateError(
@@ -130,4 +158,7 @@ def _bad_size(name, size) -> None:
             "log-densities are scaled by size / subsample_size). Hint: skip the plate when "
             "there is no data."
         )
-    raise ValueError(f"plate {name!r}: size must be a positive int, got {size!r}")
+    raise ValueError(
+        f"plate {name!r}: size must be a positive int, got {size!r}. Hint: leave size unset "
+        "(None) for a plate of unknown size, or pass the number of elements"
+    )

@@ -13,7 +13,14 @@ import contextlib
 import functools
 from typing import Callable
 
-from ember.poutine.runtime import HANDLER_STACK, pop_handler
+from ember.poutine.runtime import (
+    GENERATOR_HANDLERS,
+    HANDLER_STACK,
+    check_no_suspended_generator,
+    exit_handler,
+    note_stack_emptied,
+    note_stack_filled,
+)
 
 _get_stack = HANDLER_STACK.get
 
@@ -74,15 +81,23 @@ class Messenger:
         return functools.update_wrapper(HandledFunction(_run_inside, self, fn), fn, updated=())
 
     def __enter__(self):
-        HANDLER_STACK.set(_get_stack() + (self,))  # (push_handler, inlined)
+        stack = _get_stack()  # (push_handler, inlined)
+        if not stack:
+            note_stack_filled()
+        elif GENERATOR_HANDLERS:
+            check_no_suspended_generator(stack)
+        HANDLER_STACK.set(stack + (self,))
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
         stack = _get_stack()
         if stack and stack[-1] is self:
             HANDLER_STACK.set(stack[:-1])
+            if len(stack) == 1:
+                note_stack_emptied()
         else:
-            pop_handler(self)
+            # out of order (an error, see exit_handler), unwinding, or a generator closing
+            exit_handler(self, exc_type)
         return False
 
     def hides(self, msg) -> bool:

@@ -10,15 +10,21 @@ distributions to the plates in scope (:mod:`ember.poutine.broadcast`).
 
 from __future__ import annotations
 
+import inspect
+import sys
 from contextlib import contextmanager
 
 from ember.poutine.broadcast import broadcast_to_plates
 from ember.poutine.indep_messenger import IndepMessenger
 from ember.poutine.messenger import block_messengers
-from ember.poutine.runtime import HANDLER_STACK
+from ember.poutine.runtime import GENERATOR_HANDLERS, HANDLER_STACK
 from ember.poutine.subsample_messenger import SubsampleMessenger
 
 __all__ = ["PlateMessenger", "block_plate"]
+
+_GENERATOR = inspect.CO_GENERATOR
+# the code that runs a @contextmanager generator up to its yield
+_CM_ENTER = type(contextmanager(iter)(())).__enter__.__code__
 
 
 class PlateMessenger(SubsampleMessenger):
@@ -32,7 +38,18 @@ class PlateMessenger(SubsampleMessenger):
         torch.Size([2, 3])
     """
 
+    #: The generator frame that entered this plate with ``with`` (None for other callers);
+    #: while that generator is suspended no handler may be entered above the plate.
+    generator_frame = None
+
     def __enter__(self):
+        if self._vectorized is not False:  # (a sequential plate's __iter__ is a generator)
+            caller = sys._getframe(1)
+            if caller.f_code.co_flags & _GENERATOR and (
+                caller.f_back is not None and caller.f_back.f_code is not _CM_ENTER
+            ):
+                self.generator_frame = caller
+                GENERATOR_HANDLERS.add(self)
         # Only the outermost vectorized plate broadcasts: it is the last to see a message
         # and then knows every plate around the site.
         broadcast = True
@@ -42,6 +59,12 @@ class PlateMessenger(SubsampleMessenger):
                 break
         self._broadcast = broadcast
         return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if self.generator_frame is not None:
+            self.generator_frame = None
+            GENERATOR_HANDLERS.discard(self)
+        return super().__exit__(exc_type, exc_value, traceback)
 
     def _process_message(self, msg) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]

@@ -9,7 +9,11 @@ The stack is an immutable tuple kept in the :class:`contextvars.ContextVar`
 :data:`HANDLER_STACK`, so every thread (and every ``contextvars`` context, e.g.
 an asyncio task) sees its own stack: entering a handler replaces the tuple
 (:func:`push_handler`, :func:`pop_handler`), never mutates a shared list. Plate
-dims are allocated per context too (:data:`DIM_ALLOCATOR`).
+dims are allocated per context too (:data:`DIM_ALLOCATOR`). A worker thread thus
+starts outside the handlers of the thread that started it: run it in
+``contextvars.copy_context()`` taken inside the handlers to carry them along (a
+sample statement that misses them warns once, :class:`CrossContextWarning`).
+Handlers must be exited in the reverse order of entry (:class:`HandlerOrderError`).
 
 Hot paths (``ember.sample``) read the stack with ``HANDLER_STACK.get()``, return
 at once when it is empty, and otherwise build a message with
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import threading
+import warnings
 from typing import Any, Callable, Dict, NamedTuple, Tuple, TypedDict
 
 from ember.params.param_store import get_param_store
@@ -38,20 +44,30 @@ from ember.poutine.broadcast import broadcast_to_plates
 __all__ = [
     "DIM_ALLOCATOR",
     "HANDLER_STACK",
+    "ACTIVE_HANDLER_THREADS",
+    "GENERATOR_HANDLERS",
     "CondIndepStackFrame",
+    "CrossContextWarning",
     "DimAllocator",
+    "HandlerOrderError",
     "Message",
     "NonlocalExit",
     "am_i_wrapped",
     "apply_stack",
+    "check_no_suspended_generator",
     "default_process_message",
+    "describe_handler",
     "effectful",
+    "exit_handler",
     "get_mask",
     "get_plates",
     "get_stack",
     "new_message",
+    "note_stack_emptied",
+    "note_stack_filled",
     "pop_handler",
     "push_handler",
+    "warn_if_unseen_by_other_thread",
 ]
 
 #: The handler stack of the current context: a tuple of handlers, outermost first.
@@ -168,7 +184,10 @@ def push_handler(handler) -> None:
         >>> pop_handler(h); get_stack()
         ()
     """
-    HANDLER_STACK.set(_get_stack() + (handler,))
+    stack = _get_stack()
+    if not stack:
+        note_stack_filled()
+    HANDLER_STACK.set(stack + (handler,))
 
 
 def pop_handler(handler) -> None:
@@ -176,11 +195,211 @@ def pop_handler(handler) -> None:
     stack = _get_stack()
     if stack and stack[-1] is handler:
         HANDLER_STACK.set(stack[:-1])
+        if len(stack) == 1:
+            note_stack_emptied()
         return
     for i in range(len(stack) - 2, -1, -1):
         if stack[i] is handler:
             HANDLER_STACK.set(stack[:i])
+            if i == 0:
+                note_stack_emptied()
             return
+
+
+class HandlerOrderError(ValueError):
+    """A handler was exited while handlers entered after it were still active.
+
+    Handlers form a stack: exit them in the reverse order of entry (``with``
+    blocks do this by construction). The stack is restored to its state before
+    the wrongly exited handler was entered, so later code runs with a consistent
+    stack.
+    """
+
+
+def exit_handler(handler, exc_type=None) -> None:
+    """Take ``handler`` off this context's stack when it is not the innermost handler
+    (the slow path of ``Messenger.__exit__``).
+
+    * No exception in flight: the handler is exited out of order. It and every
+      handler entered after it are removed (the stack is as before it was entered),
+      then :class:`HandlerOrderError` names them.
+    * An exception in flight: the handler and those entered after it are removed
+      (they are being unwound).
+    * ``GeneratorExit`` (a generator suspended inside the handler is being closed):
+      only the handler is removed, since the handlers above it belong to the code
+      running now, not to the generator.
+    * A handler that is not on the stack (already removed): nothing to do.
+
+    Example::
+
+        >>> import ember
+        >>> from ember.poutine.runtime import HandlerOrderError, exit_handler, get_stack
+        >>> a, b = ember.poutine.trace(), ember.poutine.block()
+        >>> _ = a.__enter__(); _ = b.__enter__()
+        >>> try:
+        ...     exit_handler(a)
+        ... except HandlerOrderError as err:
+        ...     print(str(err).split(";")[0])
+        TraceMessenger exited while BlockMessenger (entered after it) is still active
+        >>> get_stack()
+        ()
+    """
+    stack = _get_stack()
+    i = len(stack) - 1
+    while i >= 0 and stack[i] is not handler:
+        i -= 1
+    if i < 0:
+        return
+    GENERATOR_HANDLERS.discard(handler)
+    if exc_type is not None and issubclass(exc_type, GeneratorExit):
+        rest = stack[:i] + stack[i + 1 :]
+        HANDLER_STACK.set(rest)
+        if not rest:
+            note_stack_emptied()
+        return
+    above = stack[i + 1 :]
+    HANDLER_STACK.set(stack[:i])
+    if i == 0:
+        note_stack_emptied()
+    for h in above:  # dropped without their own exit: give back the plate dims they hold
+        GENERATOR_HANDLERS.discard(h)
+        dim, name = getattr(h, "dim", None), getattr(h, "name", None)
+        if isinstance(dim, int) and isinstance(name, str):
+            DIM_ALLOCATOR.free(name, dim)
+    if exc_type is None and above:
+        names = ", ".join(describe_handler(h) for h in above)
+        raise HandlerOrderError(
+            f"{describe_handler(handler)} exited while {names} (entered after it) "
+            f"{'is' if len(above) == 1 else 'are'} still active; handlers must be exited in "
+            "the reverse order of entry. Both were taken off the handler stack. Hint: use "
+            "`with` blocks; if a generator is suspended inside a `with plate(...)` block, "
+            "exhaust it or call its close() before the enclosing handler exits"
+        )
+
+
+#: The handlers (plates) active now that were entered directly by a generator frame other
+#: than a ``contextlib.contextmanager`` one; see :func:`check_no_suspended_generator`.
+GENERATOR_HANDLERS: set = set()
+
+
+def check_no_suspended_generator(stack) -> None:
+    """Refuse to enter a handler above a plate whose generator is suspended inside it.
+
+    A generator that yields inside ``with plate(...)`` leaves the plate on the stack
+    while it is suspended; a trace started then would silently put its sites in
+    that plate. Called on entering a handler only while :data:`GENERATOR_HANDLERS`
+    is non-empty. (A ``contextmanager`` that yields inside a plate is not concerned:
+    its plate is meant for the ``with`` block.)
+    """
+    for h in stack:
+        frame = getattr(h, "generator_frame", None)
+        if frame is not None and frame.f_back is None:  # suspended (not running)
+            code = frame.f_code
+            raise HandlerOrderError(
+                f"{describe_handler(h)} is still active because the generator "
+                f"{code.co_name!r} ({code.co_filename}:{frame.f_lineno}) is suspended inside "
+                "it; a handler entered now (e.g. a new trace) would put its sites in that "
+                "plate. Hint: exhaust the generator or call its close() first, or run it "
+                "inside the handler"
+            )
+
+
+def describe_handler(handler) -> str:
+    """A short name for a handler in messages: its class, and its name if it has one
+    (``plate 'data'``).
+
+    Example::
+
+        >>> import ember
+        >>> from ember.poutine.runtime import describe_handler
+        >>> describe_handler(ember.plate("data", 3)), describe_handler(ember.poutine.block())
+        ("plate 'data'", 'BlockMessenger')
+    """
+    name = getattr(handler, "name", None)
+    kind = type(handler).__name__
+    return f"{kind} {name!r}" if isinstance(name, str) else kind
+
+
+_get_ident = threading.get_ident
+# Which threads have a context inside a handler: {thread id: number of such contexts}.
+# Updated only when a context's stack goes from empty to non-empty and back (once per
+# outermost handler), read by sample statements only when their own stack is empty.
+ACTIVE_HANDLER_THREADS: Dict[int, int] = {}
+_CROSS_THREAD_WARNED = False
+
+
+class CrossContextWarning(UserWarning):
+    """A sample statement ran with no handler in a thread while another thread was
+    inside a handler: the handlers (e.g. a trace) do not see the site.
+
+    Handler stacks are per ``contextvars`` context, so a worker thread starts with
+    an empty stack. To run a worker inside the handlers of the thread that starts it,
+    copy the context inside the handler and run the worker in the copy::
+
+        with ember.poutine.trace() as tr:
+            ctx = contextvars.copy_context()
+            worker = threading.Thread(target=ctx.run, args=(fn,))
+            worker.start(); worker.join()
+
+    (``concurrent.futures``: ``pool.submit(contextvars.copy_context().run, fn)``).
+    The worker then shares the handler objects with the caller: give its sites
+    their own names.
+    """
+
+
+def note_stack_filled() -> None:
+    """Record that this thread has one more context inside a handler (called when a
+    context's handler stack goes from empty to non-empty)."""
+    # (no lock: each thread changes only its own entry, and one dict operation is atomic)
+    tid = _get_ident()
+    ACTIVE_HANDLER_THREADS[tid] = ACTIVE_HANDLER_THREADS.get(tid, 0) + 1
+
+
+def note_stack_emptied() -> None:
+    """Record that a context of this thread left its last handler."""
+    global _CROSS_THREAD_WARNED
+    tid = _get_ident()
+    count = ACTIVE_HANDLER_THREADS.get(tid, 0) - 1
+    if count > 0:
+        ACTIVE_HANDLER_THREADS[tid] = count
+    else:
+        ACTIVE_HANDLER_THREADS.pop(tid, None)
+        if not ACTIVE_HANDLER_THREADS:
+            _CROSS_THREAD_WARNED = False  # warn again the next time it happens
+
+
+def warn_if_unseen_by_other_thread(name) -> None:
+    """Warn (once, until no thread is inside a handler) that site ``name`` runs with an
+    empty handler stack in this thread while another live thread is inside a handler.
+
+    Sample statements call it only when their stack is empty and
+    :data:`ACTIVE_HANDLER_THREADS` is non-empty, so it costs nothing otherwise. See
+    :class:`CrossContextWarning` for how to carry the handlers into a worker.
+    """
+    global _CROSS_THREAD_WARNED
+    if _CROSS_THREAD_WARNED:
+        return
+    tid = threading.get_ident()
+    if tid in ACTIVE_HANDLER_THREADS:
+        return  # this thread is inside a handler elsewhere (e.g. block_messengers)
+    alive = {t.ident: t.name for t in threading.enumerate()}
+    others = [alive[t] for t in list(ACTIVE_HANDLER_THREADS) if t in alive and t != tid]
+    if not others:
+        # threads that ended inside a handler: forget them
+        for t in [t for t in list(ACTIVE_HANDLER_THREADS) if t not in alive]:
+            ACTIVE_HANDLER_THREADS.pop(t, None)
+        return
+    _CROSS_THREAD_WARNED = True
+    here = threading.current_thread().name
+    warnings.warn(
+        f"site {name!r} ran in thread {here!r} with no effect handler while thread "
+        f"{others[0]!r} is inside one (e.g. poutine.trace): handlers are per thread and "
+        "per contextvars context, so they do not see this site. To run a worker inside the "
+        "caller's handlers, take ctx = contextvars.copy_context() inside the handler and "
+        "run the worker as ctx.run(fn, ...). (Shown once.)",
+        CrossContextWarning,
+        stacklevel=3,
+    )
 
 
 def am_i_wrapped() -> bool:
@@ -342,6 +561,8 @@ def effectful(fn: Callable | None = None, type: str | None = None) -> Callable:
     def _fn(*args, name=None, infer=None, obs=None, **kwargs):
         stack = _get_stack()
         if not stack:
+            if ACTIVE_HANDLER_THREADS:
+                warn_if_unseen_by_other_thread(name)
             return fn(*args, **kwargs) if obs is None else obs
         msg = new_message(type, name, fn, args, kwargs, obs, obs is not None, infer)
         apply_stack(msg, stack)

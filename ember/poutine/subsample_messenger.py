@@ -92,6 +92,8 @@ def _subsample_site(name, size, subsample_size, subsample, device):
                 f"plate {name!r}: subsample_size={subsample_size} exceeds size={size}; "
                 "use a subsample_size between 1 and size"
             )
+    if subsample is not None:
+        subsample = _checked_subsample(name, size, subsample, device)
     stack = HANDLER_STACK.get()
     if stack:
         fn = _Subsample(size, size if subsample_size is None else subsample_size, device)
@@ -111,6 +113,62 @@ def _subsample_site(name, size, subsample_size, subsample, device):
             f"{n}. Did you use a different subsample_size in the model and the guide?"
         )
     return size, subsample_size, subsample
+
+
+def _checked_subsample(name, size, subsample, device):
+    """Check the subsample indices a user gave a plate; returns them as a tensor.
+
+    The dtype and shape checks are free; the range check (``0 <= i < size``) reads
+    the indices' minimum and maximum, a host sync, so it runs only with poutine
+    validation on.
+    """
+    if not isinstance(subsample, torch.Tensor):
+        if isinstance(subsample, (str, bytes)) or not hasattr(subsample, "__len__"):
+            raise TypeError(
+                f"plate {name!r}: subsample must be a 1-dim integer tensor of indices, got "
+                f"{type(subsample).__name__} {subsample!r}"
+            )
+        try:
+            subsample = torch.as_tensor(subsample, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"plate {name!r}: subsample must be a 1-dim integer tensor of indices, could "
+                f"not read {subsample!r} as one ({err})"
+            ) from None
+        if subsample.numel() == 0:
+            subsample = subsample.long()
+    if subsample.dtype == torch.bool or subsample.is_floating_point() or subsample.is_complex():
+        raise TypeError(
+            f"plate {name!r}: subsample indices must have an integer dtype, got "
+            f"{subsample.dtype}. Hint: pass indices (e.g. torch.tensor([0, 5]) or "
+            "mask.nonzero().squeeze(-1)), not a mask or float values"
+        )
+    if subsample.dim() != 1:
+        raise ValueError(
+            f"plate {name!r}: subsample must be a 1-dim tensor of indices, got shape "
+            f"{tuple(subsample.shape)}. Hint: flatten it, e.g. subsample.reshape(-1)"
+        )
+    if not subsample.shape[0]:
+        raise ValueError(
+            f"plate {name!r}: subsample is empty; a subsampled plate needs at least one index "
+            "(its log-densities are scaled by size / len(subsample)). Hint: skip the plate "
+            "when there is no data"
+        )
+    if (
+        is_poutine_validation_enabled()
+        and isinstance(size, numbers.Integral)
+        and not torch._C._get_tracing_state()
+    ):
+        lo, hi = torch.aminmax(subsample)
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"plate {name!r} of size {size}: subsample index {bad} is out of range; "
+                f"indices must lie in [0, {size - 1}]. Hint: check the plate's size and the "
+                "indices you pass as subsample="
+            )
+    return subsample
 
 
 class SubsampleMessenger(IndepMessenger):
