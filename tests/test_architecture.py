@@ -277,6 +277,7 @@ LAYERS = [
     ("ember.nn.module", 6),
     ("ember.optim", 6),
     ("ember.infer", 7),
+    ("ember.contrib", 7),
     ("ember.demo", 8),
     ("ember.__main__", 9),
     ("ember", 9),
