@@ -221,7 +221,22 @@ class _SampleProductBackward(Backward):
         yield self.term._pyro_backward, message
 
 
-class MapRing(LogRing):
+class _ChoiceRing(LogRing):
+    """A log-space ring whose backward pass chooses a value for every sum dim (the
+    argmax, or a posterior draw): sums and plate products record how to go back."""
+
+    def sumproduct(self, terms, dims):
+        return _adjoint_sumproduct(self, terms, dims)
+
+    def product(self, term, ordinal):
+        result = super().product(term, ordinal)
+        if hasattr(term, "_pyro_backward") and result is not term:
+            plates = frozenset(ordinal).intersection(term._pyro_dims)
+            result._pyro_backward = _SampleProductBackward(self, term, plates)
+        return result
+
+
+class MapRing(_ChoiceRing):
     """Max-sum ring: forward maximizes over sum dims (log space); a backward pass
     from a result gives every marked input the maximizing values of its sum dims.
 
@@ -242,18 +257,8 @@ class MapRing(LogRing):
 
     backend = "ember.ops.einsum.torch_map"
 
-    def sumproduct(self, terms, dims):
-        return _adjoint_sumproduct(self, terms, dims)
 
-    def product(self, term, ordinal):
-        result = super().product(term, ordinal)
-        if hasattr(term, "_pyro_backward") and result is not term:
-            plates = frozenset(ordinal).intersection(term._pyro_dims)
-            result._pyro_backward = _SampleProductBackward(self, term, plates)
-        return result
-
-
-class SampleRing(LogRing):
+class SampleRing(_ChoiceRing):
     """Sum-product ring in log space whose backward pass draws every sum dim from its
     posterior given the values drawn downstream (forward-filter backward-sample).
 
@@ -271,16 +276,6 @@ class SampleRing(LogRing):
     """
 
     backend = "ember.ops.einsum.torch_sample"
-
-    def sumproduct(self, terms, dims):
-        return _adjoint_sumproduct(self, terms, dims)
-
-    def product(self, term, ordinal):
-        result = super().product(term, ordinal)
-        if hasattr(term, "_pyro_backward") and result is not term:
-            plates = frozenset(ordinal).intersection(term._pyro_dims)
-            result._pyro_backward = _SampleProductBackward(self, term, plates)
-        return result
 
 
 class _MarginalProductBackward(Backward):

@@ -38,7 +38,8 @@ class _Tree(NamedTuple):
     num_proposals: int
 
 
-def _logaddexp(a: float, b: float) -> float:
+def logaddexp_floats(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` of two Python floats (``-inf`` allowed), without overflow."""
     if a == -math.inf:
         return b
     if b == -math.inf:
@@ -162,7 +163,7 @@ class NUTS(HMC):
         return self._combine(half, other, direction, biased=False)
 
     def _combine(self, old: _Tree, new: _Tree, direction: int, biased: bool) -> _Tree:
-        log_weight = _logaddexp(old.log_weight, new.log_weight)
+        log_weight = logaddexp_floats(old.log_weight, new.log_weight)
         if biased:  # at the top level prefer the new half (Betancourt's biased progressive)
             log_ratio = new.log_weight - old.log_weight
         else:

@@ -26,7 +26,7 @@ import torch
 
 from ember.infer.mcmc.adaptation import mass_matrix_blocks
 from ember.infer.mcmc.hmc import HMC, record_potential_grad
-from ember.infer.mcmc.nuts import NUTS, dot_index
+from ember.infer.mcmc.nuts import NUTS, dot_index, logaddexp_floats
 from ember.infer.mcmc.util import ChainBatchedPotential, initialize_model
 from ember.util import validation_enabled
 
@@ -46,15 +46,6 @@ class _BTree(NamedTuple):
     diverging: list
     sum_accept_probs: list
     num_proposals: list
-
-
-def _logaddexp(a: float, b: float) -> float:
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    m = max(a, b)
-    return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
 def _pick(mask: List[bool], mask_t: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor):
@@ -427,7 +418,7 @@ class VectorizedChains:
         c = len(active)
         log_weight, log_ratio, take_new, need_u = [], [], [], []
         for i in range(c):
-            lw = _logaddexp(old.log_weight[i], new.log_weight[i])
+            lw = logaddexp_floats(old.log_weight[i], new.log_weight[i])
             log_weight.append(lw)
             ratio = new.log_weight[i] - (old.log_weight[i] if biased else lw)
             log_ratio.append(ratio)
