@@ -292,6 +292,11 @@ def _decide_range(form, value):
             return True  # integers are real and integral
     if value.requires_grad:
         value = value.detach()
+    if floating and not integer and dtype in _CLAMP_DTYPES:
+        # in range iff clamping to the nearest in-range values of the dtype changes
+        # nothing (NaN, which equals nothing, fails too): one kernel and one comparison
+        low, high = _clamp_bounds(form, dtype)
+        return torch.equal(value, value.clamp(low, high))
     if integer and floating:  # in range (so finite) and equal to its integer part
         low, high = torch.aminmax(value)
         low, high = low.item(), high.item()
@@ -309,6 +314,29 @@ def _decide_range(form, value):
 
 
 _TRIANGULAR = (_tc._LowerTriangular, _tc._LowerCholesky)
+
+_CLAMP_DTYPES = (torch.float32, torch.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _clamp_bounds(form, dtype):
+    """``(low, high)``: the least and greatest values of ``dtype`` inside the range
+    ``form`` (None where the range is unbounded), as Python floats (exact in ``dtype``)."""
+    lower, lower_strict, upper, upper_strict, _, _, exact, _ = form
+    low = high = None
+    if lower is not None:
+        bound = lower if exact else _rounded(lower, dtype)
+        t = torch.tensor(bound, dtype=dtype)
+        if t.item() < bound or (lower_strict and t.item() == bound):
+            t = torch.nextafter(t, torch.tensor(math.inf, dtype=dtype))
+        low = t.item()
+    if upper is not None:
+        bound = upper if exact else _rounded(upper, dtype)
+        t = torch.tensor(bound, dtype=dtype)
+        if t.item() > bound or (upper_strict and t.item() == bound):
+            t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+        high = t.item()
+    return low, high
 
 
 def decide_simplex(value: torch.Tensor):
@@ -494,11 +522,14 @@ def _plan_of(cls, arg_constraints, lasting=False):
 def parameter_form(name: str, form):
     """The range a parameter must lie in: ``form`` with infinite values excluded.
 
-    A real or positive parameter that is infinite (a scale, a rate, a location of
-    ``inf``) gives NaN draws and NaN log-densities, so parameters must be finite; the
-    check costs nothing extra (the same one reduction). ``logits`` over categories
-    (with event dims) may be ``-inf`` (an impossible category) but not ``+inf``;
-    non-range constraints are unchanged.
+    A bounded parameter that is infinite (a scale or a rate of ``inf``) gives NaN
+    draws and NaN log-densities, so it must be finite; the check costs nothing extra
+    (the same one reduction). ``logits`` over categories (with event dims) may be
+    ``-inf`` (an impossible category) but not ``+inf``; other logits must be finite.
+    Any other real parameter (a location) is only checked for NaN, as torch does: an
+    infinite location gives infinite, not NaN, log-densities at finite values, and
+    excluding it would cost a reduction where NaN costs one comparison. Non-range
+    constraints are unchanged.
 
     Example::
 
@@ -506,8 +537,8 @@ def parameter_form(name: str, form):
         >>> parameter_form("rate", constraint_form(constraints.positive))[:4]
         (0.0, True, inf, True)
     """
-    if form is None or form[4]:
-        return form
+    if form is None or form[4] or (form[7] and "logits" not in name):
+        return form  # a real parameter: only NaN is refused (one comparison, no reduction)
     lower, lower_strict, upper, upper_strict, integer, min_dim, exact, _ = form
     if "logits" in name and min_dim:
         pass  # (-inf: an impossible category, normalized away)
