@@ -855,3 +855,31 @@ def test_separate_markov_blocks_recycle_dims_exactly():
         for y in locs.tolist()
     )
     assert loss == pytest.approx(-expected, rel=1e-10)
+
+
+def test_sequential_model_site_with_parallel_guide_site_in_a_plate_is_exact():
+    data = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+
+    def model():
+        with ember.plate("p", 3):
+            a = ember.sample("a", dist.Bernoulli(torch.tensor(0.3, dtype=torch.float64)))
+            b = ember.sample(
+                "b",
+                dist.Bernoulli(torch.tensor(0.6, dtype=torch.float64)),
+                infer={"enumerate": "sequential"},
+            )
+            ember.sample("y", dist.Normal(a + 2 * b, 1.0), obs=data)
+
+    def guide():
+        with ember.plate("p", 3):
+            q = torch.tensor(0.45, dtype=torch.float64)
+            ember.sample("a", dist.Bernoulli(q), infer={"enumerate": "parallel"})
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
+    expected = 0.0
+    for y in data.tolist():
+        for a in (0, 1):
+            qa = 0.45 if a else 0.55
+            pb = sum((0.6 if b else 0.4) * math.exp(normal_logpdf(y, a + 2 * b)) for b in (0, 1))
+            expected += qa * (math.log(0.3 if a else 0.7) + math.log(pb) - math.log(qa))
+    assert loss == pytest.approx(-expected, rel=1e-10)
