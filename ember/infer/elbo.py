@@ -277,9 +277,10 @@ class ELBO:
                     if p.requires_grad:
                         params[id(p)] = p
         params = list(params.values())
+        loss = loss.detach()
         if is_validation_enabled():
             check_step_finite(loss, params, traces)
-        return loss.detach(), params
+        return loss, params
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         """Bind the loss to a model and a guide as a ``torch.nn.Module``."""

@@ -136,10 +136,10 @@ def check_step_finite(loss, params: List[torch.Tensor], traces=()) -> None:
     NaN or infinite.
 
     One host sync, whatever the number of parameters: the loss and the sum of each
-    gradient are added up, and a NaN or infinity anywhere makes that total
+    gradient are read together, and a NaN or infinity in a gradient makes its sum
     non-finite. Only then (rarely) is each gradient checked entry by entry, which
-    also rules out a finite total that merely overflowed, and ``traces`` (the
-    traces the loss was computed from) are searched for the sites to blame.
+    also rules out a sum that merely overflowed, and ``traces`` (the traces the
+    loss was computed from) are searched for the sites to blame.
 
     Example::
 
@@ -157,23 +157,25 @@ def check_step_finite(loss, params: List[torch.Tensor], traces=()) -> None:
         if g is not None:
             terms.append(g if g.dim() == 0 else g.sum())
     if isinstance(loss, torch.Tensor):
-        terms.append(loss.detach())
+        terms.append(loss.detach() if loss.requires_grad else loss)
         loss_finite = None
     else:
         loss_finite = math.isfinite(loss)
-    if loss_finite is not False and (not terms or math.isfinite(_total(terms))):
+    if loss_finite is not False and (not terms or _all_finite(terms)):
         return
     if _is_finite(loss) and all(p.grad is None or _is_finite(p.grad) for p in params):
         return  # the total overflowed; every term is finite
     raise NonFiniteLossError(describe_non_finite(loss, params, traces))
 
 
-def _total(terms: List[torch.Tensor]) -> float:
-    """The sum of the scalar tensors ``terms`` as a float (one host sync)."""
+def _all_finite(terms: List[torch.Tensor]) -> bool:
+    """Whether every scalar tensor of ``terms`` is finite (one host sync)."""
+    if len(terms) == 1:
+        return math.isfinite(terms[0].item())
     first = terms[0]
     if any(t.dtype != first.dtype or t.device != first.device for t in terms):
         terms = [t.to(device=first.device, dtype=torch.float64) for t in terms]
-    return torch.stack(terms).sum().item()
+    return all(map(math.isfinite, torch.stack(terms).tolist()))
 
 
 def _is_finite(x) -> bool:
