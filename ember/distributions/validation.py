@@ -292,11 +292,6 @@ def _decide_range(form, value):
             return True  # integers are real and integral
     if value.requires_grad:
         value = value.detach()
-    if floating and not integer and dtype in _CLAMP_DTYPES:
-        # in range iff clamping to the nearest in-range values of the dtype changes
-        # nothing (NaN, which equals nothing, fails too): one kernel and one comparison
-        low, high = _clamp_bounds(form, dtype)
-        return torch.equal(value, value.clamp(low, high))
     if integer and floating:  # in range (so finite) and equal to its integer part
         low, high = torch.aminmax(value)
         low, high = low.item(), high.item()
@@ -314,29 +309,6 @@ def _decide_range(form, value):
 
 
 _TRIANGULAR = (_tc._LowerTriangular, _tc._LowerCholesky)
-
-_CLAMP_DTYPES = (torch.float32, torch.float64)
-
-
-@functools.lru_cache(maxsize=256)
-def _clamp_bounds(form, dtype):
-    """``(low, high)``: the least and greatest values of ``dtype`` inside the range
-    ``form`` (None where the range is unbounded), as Python floats (exact in ``dtype``)."""
-    lower, lower_strict, upper, upper_strict, _, _, exact, _ = form
-    low = high = None
-    if lower is not None:
-        bound = lower if exact else _rounded(lower, dtype)
-        t = torch.tensor(bound, dtype=dtype)
-        if t.item() < bound or (lower_strict and t.item() == bound):
-            t = torch.nextafter(t, torch.tensor(math.inf, dtype=dtype))
-        low = t.item()
-    if upper is not None:
-        bound = upper if exact else _rounded(upper, dtype)
-        t = torch.tensor(bound, dtype=dtype)
-        if t.item() > bound or (upper_strict and t.item() == bound):
-            t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
-        high = t.item()
-    return low, high
 
 
 def decide_simplex(value: torch.Tensor):
