@@ -164,7 +164,7 @@ def check_step_finite(loss, params: List[torch.Tensor], traces=()) -> None:
     if loss_finite is not False and (not terms or _all_finite(terms)):
         return
     if _is_finite(loss) and all(p.grad is None or _is_finite(p.grad) for p in params):
-        return  # the total overflowed; every term is finite
+        return  # a gradient's sum overflowed; every entry is finite
     raise NonFiniteLossError(describe_non_finite(loss, params, traces))
 
 
