@@ -356,7 +356,7 @@ def ignore_jit_warnings(filter=None):
         >>> with ignore_jit_warnings(["Converting a tensor to a Python boolean"]):
         ...     pass
     """
-    if not torch._C._get_tracing_state():
+    if not torch.jit.is_tracing():
         yield
         return
     with warnings.catch_warnings():

@@ -34,10 +34,11 @@ from ember.distributions.torch_distribution import (  # noqa: F401  (Independent
     TorchDistributionMixin,
 )
 from ember.distributions.util import (
-    ParameterShapeError,
     broadcast_params,
     broadcast_shape,
+    is_broadcast_failure,
     log_binomial,
+    parameter_shape_error,
 )
 from ember.distributions.validation import (
     broadcast_init,
@@ -298,18 +299,10 @@ class Binomial(torch.distributions.Binomial, TorchDistributionMixin):
         try:
             super().__init__(total_count, probs, logits, validate_args=validate_args)
         except RuntimeError as err:  # torch's broadcast of the parameters
-            if "must match the size" not in str(err):
+            if not is_broadcast_failure(err):
                 raise
-            shapes = ", ".join(
-                f"{k}: {tuple(v.shape) if isinstance(v, torch.Tensor) else ()}"
-                for k, v in (("total_count", total_count), ("probs", probs), ("logits", logits))
-                if v is not None
-            )
-            raise ParameterShapeError(
-                f"{type(self).__name__}: parameters of shapes {shapes} do not broadcast to one "
-                "batch shape (sizes must be equal or 1, aligned from the right). Hint: "
-                "reshape or expand them first"
-            ) from None
+            params = dict(total_count=total_count, probs=probs, logits=logits)
+            raise parameter_shape_error(type(self).__name__, params) from None
 
     expand = wrapper_expand(torch.distributions.Binomial)
 

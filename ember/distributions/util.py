@@ -213,9 +213,34 @@ class ParameterShapeError(ValueError, RuntimeError):
     """
 
 
+def parameter_shape_error(owner: str, params: dict) -> ParameterShapeError:
+    """The error for parameters ``{name: value}`` of ``owner`` (e.g. a distribution's
+    class name) whose shapes do not broadcast to one batch shape.
+
+    Example::
+
+        >>> str(parameter_shape_error("Normal", {"loc": torch.zeros(2), "scale": 1.0}))[:44]
+        'Normal: parameters of shapes loc: (2,), scal'
+    """
+    shapes = ", ".join(
+        f"{k}: {tuple(v.shape) if isinstance(v, torch.Tensor) else ()}"
+        for k, v in params.items()
+        if v is not None
+    )
+    return ParameterShapeError(
+        f"{owner}: parameters of shapes {shapes} do not broadcast to one batch shape (sizes "
+        "must be equal or 1, aligned from the right). Hint: reshape or expand them first"
+    )
+
+
+def is_broadcast_failure(err: Exception) -> bool:
+    """Whether ``err`` is the ``RuntimeError`` torch raises for shapes that do not broadcast."""
+    return isinstance(err, RuntimeError) and "must match the size" in str(err)
+
+
 def _broadcast_all(values):
-    """torch's ``broadcast_all``, with a ``ValueError`` naming the shapes when they do not
-    broadcast (torch raises a ``RuntimeError`` from inside the broadcast)."""
+    """torch's ``broadcast_all``, with a :class:`ParameterShapeError` naming the shapes when
+    they do not broadcast (torch raises a ``RuntimeError`` from inside the broadcast)."""
     try:
         return broadcast_all(*values)
     except RuntimeError:

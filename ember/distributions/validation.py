@@ -45,7 +45,12 @@ import torch
 from torch.distributions import constraints as _tc
 from torch.distributions.utils import lazy_property
 
-from ember.distributions.util import ParameterShapeError, broadcast_params, number_like
+from ember.distributions.util import (
+    broadcast_params,
+    is_broadcast_failure,
+    number_like,
+    parameter_shape_error,
+)
 
 _EMPTY = torch.Size()
 _TorchBase = torch.distributions.Distribution
@@ -1015,17 +1020,8 @@ def construct_quietly(dist, torch_cls, params: dict, validate_args, *args, **kwa
     except (ValueError, RuntimeError) as err:
         if is_validating(validate_args):
             check_arguments(type(dist), params)
-        if isinstance(err, RuntimeError) and "must match the size" in str(err):
-            shapes = ", ".join(
-                f"{k}: {tuple(v.shape) if isinstance(v, torch.Tensor) else ()}"
-                for k, v in params.items()
-                if v is not None
-            )
-            raise ParameterShapeError(
-                f"{type(dist).__name__}: parameters of shapes {shapes} do not broadcast to one "
-                "batch shape (sizes must be equal or 1, aligned from the right). Hint: "
-                "reshape or expand them first"
-            ) from None
+        if is_broadcast_failure(err):
+            raise parameter_shape_error(type(dist).__name__, params) from None
         raise
     finish_init(dist, validate_args)
 

@@ -469,7 +469,7 @@ def _check_plate_sizes_agree(name, model_fn, guide_fn) -> None:
     subsample of the model's (once per plate, not per site)."""
     model_size, guide_size = model_fn.size, guide_fn.size
     if isinstance(model_size, torch.Tensor) or isinstance(guide_size, torch.Tensor):
-        if torch._C._get_tracing_state():
+        if torch.jit.is_tracing():
             return
         model_size, guide_size = int(model_size), int(guide_size)
     if model_size != guide_size:

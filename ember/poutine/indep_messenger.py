@@ -138,7 +138,7 @@ def _check_size(name, size) -> None:
             )
         # (reading the value is a host sync: only with validation on, and never while
         # the JIT traces, where the size is symbolic)
-        if is_poutine_validation_enabled() and not torch._C._get_tracing_state():
+        if is_poutine_validation_enabled() and not torch.jit.is_tracing():
             if int(size) < 1:
                 _bad_size(name, int(size))
         return

@@ -379,7 +379,7 @@ def warn_if_unseen_by_other_thread(name) -> None:
     global _CROSS_THREAD_WARNED
     if _CROSS_THREAD_WARNED:
         return
-    tid = threading.get_ident()
+    tid = _get_ident()
     if tid in ACTIVE_HANDLER_THREADS:
         return  # this thread is inside a handler elsewhere (e.g. block_messengers)
     alive = {t.ident: t.name for t in threading.enumerate()}

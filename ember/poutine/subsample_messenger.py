@@ -157,7 +157,7 @@ def _checked_subsample(name, size, subsample, device):
     if (
         is_poutine_validation_enabled()
         and isinstance(size, numbers.Integral)
-        and not torch._C._get_tracing_state()
+        and not torch.jit.is_tracing()
     ):
         lo, hi = torch.aminmax(subsample)
         lo, hi = int(lo), int(hi)
