@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Tuple
 import torch
 from torch.optim import Optimizer
 
-from ember.optim.step_util import dense_grads, evaluate_closure
+from ember.optim.step_util import check_adam_args, dense_grads, evaluate_closure
 
 __all__ = ["ClippedAdam"]
 
@@ -69,20 +69,11 @@ class ClippedAdam(Optimizer):
         lrd: float = 1.0,
         foreach: bool | None = None,
     ):
-        if not 0.0 <= lr:
-            raise ValueError(f"ClippedAdam: invalid learning rate lr={lr}; expected lr >= 0")
-        if not 0.0 <= eps:
-            raise ValueError(f"ClippedAdam: invalid eps={eps}; expected eps >= 0")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"ClippedAdam: invalid betas={betas}; expected two numbers in [0, 1)")
+        check_adam_args("ClippedAdam", lr, betas, eps, clip_norm, lrd)
         if not 0.0 <= weight_decay:
             raise ValueError(
                 f"ClippedAdam: invalid weight_decay={weight_decay}; expected weight_decay >= 0"
             )
-        if not 0.0 < clip_norm:
-            raise ValueError(f"ClippedAdam: invalid clip_norm={clip_norm}; expected clip_norm > 0")
-        if not 0.0 < lrd:
-            raise ValueError(f"ClippedAdam: invalid lrd={lrd}; expected lrd > 0")
         defaults = dict(
             lr=lr,
             betas=tuple(betas),

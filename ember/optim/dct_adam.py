@@ -30,7 +30,7 @@ from torch.nn.functional import pad
 from torch.optim import Optimizer
 
 from ember.ops.tensor_utils import dct, idct, next_fast_len
-from ember.optim.step_util import dense_grads, evaluate_closure
+from ember.optim.step_util import check_adam_args, dense_grads, evaluate_closure
 
 __all__ = ["DCTAdam", "moment_shape"]
 
@@ -124,16 +124,7 @@ class DCTAdam(Optimizer):
         lrd: float = 1.0,
         subsample_aware: bool = False,
     ) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"DCTAdam: invalid learning rate lr={lr}; expected lr >= 0")
-        if not 0.0 <= eps:
-            raise ValueError(f"DCTAdam: invalid eps={eps}; expected eps >= 0")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"DCTAdam: invalid betas={betas}; expected two numbers in [0, 1)")
-        if not 0.0 < clip_norm:
-            raise ValueError(f"DCTAdam: invalid clip_norm={clip_norm}; expected clip_norm > 0")
-        if not 0.0 < lrd:
-            raise ValueError(f"DCTAdam: invalid lrd={lrd}; expected lrd > 0")
+        check_adam_args("DCTAdam", lr, betas, eps, clip_norm, lrd)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
