@@ -10,7 +10,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
-    ConditionalTransformModule,
+    ConditionalByNetwork,
     ConditionedByNetwork,
     TransformModule,
     check_last_dim,
@@ -131,7 +131,7 @@ class ConditionedPlanar(ConditionedByNetwork):
         return _planar_ladj(x, *self.params())
 
 
-class ConditionalPlanar(ConditionalTransformModule):
+class ConditionalPlanar(ConditionalByNetwork):
     """A planar flow whose parameters are a function of a context vector.
 
     ``nn`` maps a context of shape ``batch + (context_dim,)`` to the tuple
@@ -152,20 +152,8 @@ class ConditionalPlanar(ConditionalTransformModule):
         torch.Size([6])
     """
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    event_dim = 1
-
-    def __init__(self, nn: torch.nn.Module) -> None:
-        super().__init__()
-        self.nn = nn
-
-    def condition(self, context: torch.Tensor) -> ConditionedPlanar:
-        """The planar flow for ``context``."""
-        dims = getattr(self.nn, "param_dims", None)
-        input_dim = dims[1] if isinstance(dims, (list, tuple)) and len(dims) == 3 else None
-        return ConditionedPlanar(self.nn, context, input_dim)
+    conditioned = ConditionedPlanar
+    input_dim_index = 1
 
 
 def planar(input_dim: int) -> PlanarFlow:

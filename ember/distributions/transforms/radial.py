@@ -10,7 +10,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
-    ConditionalTransformModule,
+    ConditionalByNetwork,
     ConditionedByNetwork,
     TransformModule,
     check_last_dim,
@@ -136,7 +136,7 @@ class ConditionedRadial(ConditionedByNetwork):
         return _radial_ladj(x, *self.params())
 
 
-class ConditionalRadial(ConditionalTransformModule):
+class ConditionalRadial(ConditionalByNetwork):
     """A radial flow whose parameters are a function of a context vector.
 
     ``nn`` maps a context of shape ``batch + (context_dim,)`` to the tuple
@@ -156,20 +156,8 @@ class ConditionalRadial(ConditionalTransformModule):
         torch.Size([6])
     """
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-    event_dim = 1
-
-    def __init__(self, nn: torch.nn.Module) -> None:
-        super().__init__()
-        self.nn = nn
-
-    def condition(self, context: torch.Tensor) -> ConditionedRadial:
-        """The radial flow for ``context``."""
-        dims = getattr(self.nn, "param_dims", None)
-        input_dim = dims[0] if isinstance(dims, (list, tuple)) and len(dims) == 3 else None
-        return ConditionedRadial(self.nn, context, input_dim)
+    conditioned = ConditionedRadial
+    input_dim_index = 0
 
 
 def radial(input_dim: int) -> RadialFlow:

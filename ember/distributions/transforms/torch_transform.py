@@ -275,6 +275,35 @@ class ConditionedByNetwork(TransformModule):
         return self.nn(self.context)
 
 
+class ConditionalByNetwork(ConditionalTransformModule):
+    """Base class of a conditional vector flow whose parameters are ``nn(context)``:
+    ``condition(context)`` returns ``conditioned(nn, context, input_dim)``, a
+    :class:`ConditionedByNetwork` subclass. ``input_dim`` is read from the network's
+    three ``param_dims`` at position ``input_dim_index`` (None for other networks;
+    the conditioned flow then learns it from its input).
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    event_dim = 1
+    #: the flow ``condition`` returns (set by each subclass)
+    conditioned: type = ConditionedByNetwork
+    #: which of the network's three outputs has the size of the flow's input
+    input_dim_index: int = 0
+
+    def __init__(self, nn: torch.nn.Module) -> None:
+        super().__init__()
+        self.nn = nn
+
+    def condition(self, context: torch.Tensor) -> ConditionedByNetwork:
+        """The flow for ``context``."""
+        dims = getattr(self.nn, "param_dims", None)
+        three = isinstance(dims, (list, tuple)) and len(dims) == 3
+        input_dim = dims[self.input_dim_index] if three else None
+        return self.conditioned(self.nn, context, input_dim)
+
+
 def iterated(repeats: int, base_fn, *args, **kwargs) -> ComposeTransformModule:
     """``repeats`` independent transforms ``base_fn(*args, **kwargs)``, composed in order.
 
