@@ -15,7 +15,7 @@ from ember.distributions.transforms.neural_autoregressive import (
     check_activation,
 )
 from ember.distributions.transforms.torch_transform import (
-    TransformModule,
+    JointLogDetTransformModule,
     check_last_dim,
     check_positive_int,
     inverse_not_available,
@@ -110,7 +110,7 @@ class MaskedBlockLinear(nn.Module):
         return F.linear(h, w, self.bias), log_diag
 
 
-class BlockAutoregressive(TransformModule):
+class BlockAutoregressive(JointLogDetTransformModule):
     """Block neural autoregressive flow: an autoregressive network that is the flow itself.
 
     ``x`` of size ``D`` goes through :class:`MaskedBlockLinear` layers of
@@ -179,7 +179,6 @@ class BlockAutoregressive(TransformModule):
         )
         if residual == "gated":
             self.gate = nn.Parameter(torch.zeros(1))
-        self._cached_ladj = None
 
     def _transform(self, x):
         check_last_dim("BlockAutoregressive", x, self.input_dim)
@@ -205,22 +204,10 @@ class BlockAutoregressive(TransformModule):
             log_j = torch.logaddexp(F.logsigmoid(self.gate), F.logsigmoid(-self.gate) + log_j)
         return h, log_j.sum(-1)
 
-    def _call(self, x):
-        y, ladj = self._transform(x)
-        self._cached_ladj = x, ladj
-        return y
-
     def _inverse(self, y):
         raise inverse_not_available(
             self, "the block neural network has no closed-form inverse (it needs root finding)"
         )
-
-    def log_abs_det_jacobian(self, x, y):
-        """``sum_i log dy_i/dx_i``, from the product of the layers' diagonal blocks."""
-        cached = self._cached_ladj
-        if cached is not None and cached[0] is x and self._cache_is_fresh(x, y):
-            return cached[1]
-        return self._transform(x)[1]
 
 
 def block_autoregressive(input_dim: int, **kwargs) -> BlockAutoregressive:

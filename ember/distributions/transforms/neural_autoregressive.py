@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from ember.distributions.transforms.torch_transform import (
     ConditionalTransformModule,
-    TransformModule,
+    JointLogDetTransformModule,
     inverse_not_available,
 )
 from ember.nn.auto_reg_nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
@@ -62,7 +62,7 @@ def activation_with_log_derivative(activation: str, c: torch.Tensor):
     raise AssertionError("unreachable")
 
 
-class NeuralAutoregressive(TransformModule):
+class NeuralAutoregressive(JointLogDetTransformModule):
     """Neural autoregressive flow (Eq. 8 of Huang et al. 2018), "IAF flavour".
 
     For each dimension ``i``, with ``(a, b, w)`` the autoregressive network's
@@ -115,7 +115,6 @@ class NeuralAutoregressive(TransformModule):
         self.activation = check_activation(name, activation)
         self.arn = autoregressive_nn
         self.hidden_units = hidden_units
-        self._cached_ladj = None
 
     def _transform(self, x):
         name = type(self).__name__
@@ -170,22 +169,10 @@ class NeuralAutoregressive(TransformModule):
             ladj = log_ddx + log_dydd
         return y, ladj.sum(-1)
 
-    def _call(self, x):
-        y, ladj = self._transform(x)
-        self._cached_ladj = x, ladj  # kept with its x, see log_abs_det_jacobian
-        return y
-
     def _inverse(self, y):
         raise inverse_not_available(
             self, "the mixture of activations has no closed-form inverse (it needs root finding)"
         )
-
-    def log_abs_det_jacobian(self, x, y):
-        """Sum over the last dim of ``log dy_i/dx_i``."""
-        cached = self._cached_ladj
-        if cached is not None and cached[0] is x and self._cache_is_fresh(x, y):
-            return cached[1]
-        return self._transform(x)[1]
 
 
 #: The name of the sigmoid :class:`NeuralAutoregressive` flow in early Pyro releases.

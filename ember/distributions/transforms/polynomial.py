@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from ember.distributions.transforms.torch_transform import (
-    TransformModule,
+    JointLogDetTransformModule,
     check_last_dim,
     check_positive_int,
     inverse_not_available,
@@ -18,7 +18,7 @@ from ember.distributions.transforms.torch_transform import (
 from ember.nn.auto_reg_nn import AutoRegressiveNN
 
 
-class Polynomial(TransformModule):
+class Polynomial(JointLogDetTransformModule):
     """Autoregressive sum-of-squares polynomial flow, "IAF flavour".
 
     For each dimension ``i``, with ``a[k, r]`` (``k < count_sum``,
@@ -79,7 +79,6 @@ class Polynomial(TransformModule):
         # exponent r + s + 1 of the term a[k, r] a[k, s] x^(r + s + 1) / (r + s + 1)
         self.register_buffer("exponents", r + r.unsqueeze(-1) + 1)
         self.register_buffer("degrees", r)
-        self._cached_ladj = None
 
     def reset_parameters(self) -> None:
         """Draw the offset ``c`` uniformly in ``+-1/sqrt(input_dim)``."""
@@ -115,22 +114,10 @@ class Polynomial(TransformModule):
         dydx = p.pow(2).sum(-2).clamp_min(torch.finfo(x.dtype).tiny)
         return y, torch.log(dydx).sum(-1)
 
-    def _call(self, x):
-        y, ladj = self._transform(x)
-        self._cached_ladj = x, ladj
-        return y
-
     def _inverse(self, y):
         raise inverse_not_available(
             self, "the polynomial has no closed-form inverse (it needs root finding)"
         )
-
-    def log_abs_det_jacobian(self, x, y):
-        """``sum_i log dy_i/dx_i``, ``dy_i/dx_i = sum_k (sum_r a[k, r] x_i^r)^2``."""
-        cached = self._cached_ladj
-        if cached is not None and cached[0] is x and self._cache_is_fresh(x, y):
-            return cached[1]
-        return self._transform(x)[1]
 
 
 def polynomial(

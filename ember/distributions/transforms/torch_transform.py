@@ -163,6 +163,29 @@ class TransformModule(Transform, torch.nn.Module):
         )
 
 
+class JointLogDetTransformModule(TransformModule):
+    """Base class of a flow that computes ``y`` and ``log|det J|`` in one pass.
+
+    Subclasses implement ``_transform(x) -> (y, log_abs_det_jacobian)``. The
+    forward call keeps the log-determinant with its ``x``, and
+    :meth:`log_abs_det_jacobian` returns it while ``(x, y)`` is still the cached
+    pair and the parameters have not changed; otherwise it recomputes.
+    """
+
+    _cached_ladj = None
+
+    def _call(self, x):
+        y, ladj = self._transform(x)
+        self._cached_ladj = x, ladj
+        return y
+
+    def log_abs_det_jacobian(self, x, y):
+        cached = self._cached_ladj
+        if cached is not None and cached[0] is x and self._cache_is_fresh(x, y):
+            return cached[1]
+        return self._transform(x)[1]
+
+
 class ComposeTransformModule(ComposeTransform, torch.nn.ModuleList):
     """A ``ComposeTransform`` of transforms that is also an ``nn.ModuleList``.
 
