@@ -92,7 +92,26 @@ class SteinKernel(metaclass=ABCMeta):
         raise NotImplementedError
 
 
-class RBFSteinKernel(SteinKernel):
+class _MedianBandwidthKernel(SteinKernel):
+    """A Stein kernel of the coordinate differences with the median bandwidth."""
+
+    @property
+    def bandwidth_factor(self):
+        """The factor of the median bandwidth (None for 1)."""
+        return self._bandwidth_factor
+
+    @bandwidth_factor.setter
+    def bandwidth_factor(self, value) -> None:
+        self._bandwidth_factor = _check_bandwidth_factor(value)
+
+    def scaled_differences(self, particles):
+        """``(diff, diff ** 2, h)``: ``diff[n, m] = x_m - x_n`` and the median bandwidth."""
+        diff = particles.unsqueeze(0) - particles.unsqueeze(1)
+        norm_sq = diff.pow(2)
+        return diff, norm_sq, median_bandwidth(norm_sq, self.bandwidth_factor)
+
+
+class RBFSteinKernel(_MedianBandwidthKernel):
     """The RBF kernel ``k(x, y) = exp(-sum_d (x_d - y_d)^2 / h_d)`` with the median
     bandwidth ``h`` (:func:`median_bandwidth`) chosen afresh from the particles.
 
@@ -110,24 +129,13 @@ class RBFSteinKernel(SteinKernel):
     def __init__(self, bandwidth_factor: float | None = None):
         self.bandwidth_factor = bandwidth_factor
 
-    @property
-    def bandwidth_factor(self):
-        """The factor of the median bandwidth (None for 1)."""
-        return self._bandwidth_factor
-
-    @bandwidth_factor.setter
-    def bandwidth_factor(self, value) -> None:
-        self._bandwidth_factor = _check_bandwidth_factor(value)
-
     @torch.no_grad()
     def log_kernel_and_grad(self, particles):
-        diff = particles.unsqueeze(0) - particles.unsqueeze(1)  # [n, m] = x_m - x_n
-        norm_sq = diff.pow(2)
-        h = median_bandwidth(norm_sq, self.bandwidth_factor)
+        diff, norm_sq, h = self.scaled_differences(particles)
         return -norm_sq / h, 2.0 * diff / h
 
 
-class IMQSteinKernel(SteinKernel):
+class IMQSteinKernel(_MedianBandwidthKernel):
     """The inverse multiquadric kernel ``k(x, y) = prod_d (alpha + (x_d - y_d)^2 / h_d)^beta``
     (Chen et al. 2018, Stein points) with the median bandwidth ``h``.
 
@@ -152,20 +160,9 @@ class IMQSteinKernel(SteinKernel):
         self.beta = beta
         self.bandwidth_factor = bandwidth_factor
 
-    @property
-    def bandwidth_factor(self):
-        """The factor of the median bandwidth (None for 1)."""
-        return self._bandwidth_factor
-
-    @bandwidth_factor.setter
-    def bandwidth_factor(self, value) -> None:
-        self._bandwidth_factor = _check_bandwidth_factor(value)
-
     @torch.no_grad()
     def log_kernel_and_grad(self, particles):
-        diff = particles.unsqueeze(0) - particles.unsqueeze(1)  # [n, m] = x_m - x_n
-        norm_sq = diff.pow(2)
-        h = median_bandwidth(norm_sq, self.bandwidth_factor)
+        diff, norm_sq, h = self.scaled_differences(particles)
         base = self.alpha + norm_sq / h
         return self.beta * base.log(), (-2.0 * self.beta) * diff / (h * base)
 
